@@ -1,0 +1,294 @@
+"""The entity registry: one entry per Autotask entity the project knows.
+
+Everything that iterates over entities (the simulator, the client, the provisioner, the sync worker,
+the reconciler, migrations) reads this table, so supporting a new entity is one entry here plus a
+migration for its mirror table.
+
+Field names are the REST API's camelCase names (autotask-api.md §3, §6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PromotedColumn:
+    """A typed column of the mirror table generated from the entity's JSON."""
+
+    column: str
+    json_field: str
+    sql_type: str  # "bigint", "integer", "text", "boolean", "timestamptz"
+
+
+@dataclass(frozen=True, slots=True)
+class ChildOf:
+    """Where an entity also lives as a child collection: ``/{parent}/{id}/{collection}``."""
+
+    parent: str  # REST name of the parent entity, e.g. "Tickets"
+    collection: str  # child collection name, e.g. "Notes"
+    parent_id_field: str  # field on the child holding the parent id, e.g. "ticketID"
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySpec:
+    """Everything the project needs to know about one Autotask entity."""
+
+    rest_name: str
+    """Plural REST resource name, e.g. ``Tickets``."""
+
+    callout_types: tuple[str, ...]
+    """Callout ``EntityType`` values; the first is canonical, the rest are aliases seen in the wild."""
+
+    last_modified_field: str | None
+    """Watermark / monotonic-version field; None when the entity has none (id sweeps only)."""
+
+    create_field: str | None
+    """Creation timestamp, OR-ed into incremental sweeps for rows with no modified stamp yet."""
+
+    table: str
+    """Mirror table name in PostgreSQL."""
+
+    webhook_root: str | None = None
+    """``{X}Webhooks`` REST root, or None when Autotask offers no webhooks for the entity."""
+
+    delete_log: str | None = None
+    """Entity that records deletions (``DeletedTicketLogs``), if any."""
+
+    delete_log_id_field: str | None = None
+    """Field of the delete-log row that holds the deleted entity's id."""
+
+    can_delete: bool = True
+    """False where the API refuses deletes (ConfigurationItems are deactivated instead)."""
+
+    child_of: ChildOf | None = None
+    promoted: tuple[PromotedColumn, ...] = ()
+    subscribed_fields: tuple[str, ...] = ()
+    """Default webhook fields whose change triggers a callout."""
+
+    display_always_fields: tuple[str, ...] = ()
+    """Default webhook fields included in every callout of the webhook."""
+
+    synced_by_default: bool = True
+
+    @property
+    def callout_type(self) -> str:
+        return self.callout_types[0]
+
+    @property
+    def topic_suffix(self) -> str:
+        """Lower-case plural used in change topic names: ``autotask.<suffix>.v1``."""
+        return self.table
+
+    @property
+    def has_webhooks(self) -> bool:
+        return self.webhook_root is not None
+
+
+TICKETS = EntitySpec(
+    rest_name="Tickets",
+    callout_types=("Ticket",),
+    last_modified_field="lastTrackedModificationDateTime",
+    create_field="createDate",
+    table="tickets",
+    webhook_root="TicketWebhooks",
+    delete_log="DeletedTicketLogs",
+    delete_log_id_field="ticketID",
+    promoted=(
+        PromotedColumn("ticket_number", "ticketNumber", "text"),
+        PromotedColumn("title", "title", "text"),
+        PromotedColumn("status", "status", "integer"),
+        PromotedColumn("priority", "priority", "integer"),
+        PromotedColumn("queue_id", "queueID", "bigint"),
+        PromotedColumn("company_id", "companyID", "bigint"),
+        PromotedColumn("assigned_resource_id", "assignedResourceID", "bigint"),
+    ),
+    subscribed_fields=(
+        "title",
+        "description",
+        "status",
+        "priority",
+        "queueID",
+        "companyID",
+        "contactID",
+        "assignedResourceID",
+        "dueDateTime",
+        "issueType",
+        "subIssueType",
+    ),
+    display_always_fields=("ticketNumber",),
+)
+
+COMPANIES = EntitySpec(
+    rest_name="Companies",
+    callout_types=("Company", "Account"),
+    last_modified_field="lastTrackedModifiedDateTime",
+    create_field="createDate",
+    table="companies",
+    webhook_root="CompanyWebhooks",
+    promoted=(
+        PromotedColumn("company_name", "companyName", "text"),
+        PromotedColumn("company_type", "companyType", "integer"),
+        PromotedColumn("is_active", "isActive", "boolean"),
+        PromotedColumn("owner_resource_id", "ownerResourceID", "bigint"),
+    ),
+    subscribed_fields=(
+        "companyName",
+        "companyType",
+        "isActive",
+        "phone",
+        "address1",
+        "city",
+        "ownerResourceID",
+        "webAddress",
+    ),
+    display_always_fields=("companyName",),
+)
+
+CONTACTS = EntitySpec(
+    rest_name="Contacts",
+    callout_types=("Contact",),
+    last_modified_field="lastModifiedDate",
+    create_field="createDate",
+    table="contacts",
+    webhook_root="ContactWebhooks",
+    promoted=(
+        PromotedColumn("company_id", "companyID", "bigint"),
+        PromotedColumn("email_address", "emailAddress", "text"),
+        PromotedColumn("first_name", "firstName", "text"),
+        PromotedColumn("last_name", "lastName", "text"),
+        PromotedColumn("is_active", "isActive", "integer"),
+    ),
+    subscribed_fields=(
+        "firstName",
+        "lastName",
+        "emailAddress",
+        "phone",
+        "mobilePhone",
+        "title",
+        "isActive",
+        "companyID",
+    ),
+    display_always_fields=("companyID",),
+)
+
+CONFIGURATION_ITEMS = EntitySpec(
+    rest_name="ConfigurationItems",
+    callout_types=("ConfigurationItem", "InstalledProduct"),
+    last_modified_field="lastModifiedTime",
+    create_field="createDate",
+    table="configuration_items",
+    webhook_root="ConfigurationItemWebhooks",
+    can_delete=False,
+    promoted=(
+        PromotedColumn("company_id", "companyID", "bigint"),
+        PromotedColumn("reference_title", "referenceTitle", "text"),
+        PromotedColumn("serial_number", "serialNumber", "text"),
+        PromotedColumn("is_active", "isActive", "boolean"),
+    ),
+    subscribed_fields=(
+        "referenceTitle",
+        "serialNumber",
+        "isActive",
+        "companyID",
+        "contactID",
+        "configurationItemType",
+        "warrantyExpirationDate",
+    ),
+    display_always_fields=("companyID",),
+)
+
+TICKET_NOTES = EntitySpec(
+    rest_name="TicketNotes",
+    callout_types=("TicketNote",),
+    last_modified_field="lastActivityDate",
+    create_field="createDateTime",
+    table="ticket_notes",
+    webhook_root="TicketNoteWebhooks",
+    child_of=ChildOf(parent="Tickets", collection="Notes", parent_id_field="ticketID"),
+    promoted=(
+        PromotedColumn("ticket_id", "ticketID", "bigint"),
+        PromotedColumn("note_type", "noteType", "integer"),
+        PromotedColumn("publish", "publish", "integer"),
+        PromotedColumn("title", "title", "text"),
+    ),
+    subscribed_fields=("title", "description", "noteType", "publish"),
+    display_always_fields=("ticketID",),
+)
+
+RESOURCES = EntitySpec(
+    rest_name="Resources",
+    callout_types=("Resource",),
+    last_modified_field=None,
+    create_field=None,
+    table="resources",
+    promoted=(
+        PromotedColumn("user_name", "userName", "text"),
+        PromotedColumn("email", "email", "text"),
+        PromotedColumn("is_active", "isActive", "boolean"),
+    ),
+    synced_by_default=False,
+)
+
+REGISTRY: tuple[EntitySpec, ...] = (
+    TICKETS,
+    COMPANIES,
+    CONTACTS,
+    CONFIGURATION_ITEMS,
+    TICKET_NOTES,
+    RESOURCES,
+)
+
+_BY_REST = {spec.rest_name.lower(): spec for spec in REGISTRY}
+_BY_CALLOUT = {name.lower(): spec for spec in REGISTRY for name in spec.callout_types}
+_BY_WEBHOOK = {spec.webhook_root.lower(): spec for spec in REGISTRY if spec.webhook_root}
+
+
+def by_rest_name(name: str) -> EntitySpec:
+    """Look an entity up by its REST name (case-insensitive). Raises KeyError if unknown."""
+    return _BY_REST[name.lower()]
+
+
+def by_callout_type(entity_type: str) -> EntitySpec:
+    """Look an entity up by a callout's ``EntityType`` (aliases included, case-insensitive)."""
+    return _BY_CALLOUT[entity_type.lower()]
+
+
+def by_webhook_root(root: str) -> EntitySpec:
+    """Look an entity up by its ``{X}Webhooks`` root (case-insensitive)."""
+    return _BY_WEBHOOK[root.lower()]
+
+
+def find_rest_name(name: str) -> EntitySpec | None:
+    return _BY_REST.get(name.lower())
+
+
+def webhook_entities() -> Iterator[EntitySpec]:
+    """Entities Autotask can send callouts for, in registry order."""
+    return (spec for spec in REGISTRY if spec.has_webhooks)
+
+
+def synced_entities() -> Iterator[EntitySpec]:
+    """Entities the sync mirrors unless configured otherwise, in registry order."""
+    return (spec for spec in REGISTRY if spec.synced_by_default)
+
+
+__all__ = [
+    "COMPANIES",
+    "CONFIGURATION_ITEMS",
+    "CONTACTS",
+    "REGISTRY",
+    "RESOURCES",
+    "TICKETS",
+    "TICKET_NOTES",
+    "ChildOf",
+    "EntitySpec",
+    "PromotedColumn",
+    "by_callout_type",
+    "by_rest_name",
+    "by_webhook_root",
+    "find_rest_name",
+    "synced_entities",
+    "webhook_entities",
+]
