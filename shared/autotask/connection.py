@@ -1,0 +1,240 @@
+"""A connection (one tenant's API credentials) and where its REST API lives.
+
+Autotask tenants live in zones; the REST root is discovered from the username with an
+unauthenticated ``zoneInformation`` call, cached, and looked up again once when a call answers
+401, because zone moves happen (autotask-api.md §1). A configured ``zone_url`` skips discovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from yarl import URL
+
+from shared.autotask.clock import Clock
+from shared.autotask.models import ZoneInfo
+from shared.errors import ConfigError, ZoneLookupError
+from shared.metrics import AUTOTASK_REQUESTS
+from shared.settings import AutotaskSettings
+
+DEFAULT_ZONE_LOOKUP_URL = "https://webservices.autotask.net/atservicesrest"
+API_VERSION = "v1.0"
+
+
+def normalize_root(url: str) -> str:
+    """``https://host/atservicesrest`` whatever trailing slash or ``/v1.0`` it came with."""
+    root = url.strip().rstrip("/")
+    if root.lower().endswith("/" + API_VERSION):
+        root = root[: -len(API_VERSION) - 1].rstrip("/")
+    return root
+
+
+class Connection(BaseModel):
+    """One tenant's credentials and zone; its repr and errors never show the secrets."""
+
+    # Validation errors must not echo input values: they could be the secret.
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
+
+    name: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    username: str = Field(min_length=1)
+    secret: SecretStr
+    integration_code: SecretStr
+    zone_url: str | None = None
+    zone_lookup_url: str = DEFAULT_ZONE_LOOKUP_URL
+    impersonation_resource_id: int | None = Field(default=None, ge=1)
+
+    @field_validator("zone_url", "zone_lookup_url")
+    @classmethod
+    def _normalize(cls, value: str | None) -> str | None:
+        return normalize_root(value) if value else None
+
+    @field_validator("username")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @classmethod
+    def from_settings(cls, settings: AutotaskSettings) -> Connection:
+        """The connection configured by ``AUTOTASK_SYNC_AUTOTASK_*`` variables."""
+        missing = [
+            var
+            for var, value in (
+                ("AUTOTASK_SYNC_AUTOTASK_USERNAME", settings.autotask_username.strip()),
+                ("AUTOTASK_SYNC_AUTOTASK_SECRET", settings.autotask_secret.get_secret_value()),
+                (
+                    "AUTOTASK_SYNC_AUTOTASK_INTEGRATION_CODE",
+                    settings.autotask_integration_code.get_secret_value(),
+                ),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"Autotask credentials are incomplete: set {', '.join(missing)} (the API-only "
+                "user's username and secret, and its API tracking identifier)"
+            )
+        try:
+            return cls(
+                name=settings.connection,
+                username=settings.autotask_username,
+                secret=settings.autotask_secret,
+                integration_code=settings.autotask_integration_code,
+                zone_url=settings.autotask_zone_url or None,
+                zone_lookup_url=settings.autotask_zone_lookup_url,
+                impersonation_resource_id=settings.autotask_impersonation_resource_id,
+            )
+        except ValidationError as exc:
+            fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e.get("loc"))
+            raise ConfigError(f"invalid Autotask connection settings: {fields}") from None
+
+    def headers(self, *, write: bool) -> dict[str, str]:
+        """The auth headers; impersonation only on writes (Autotask ignores it on reads)."""
+        headers = {
+            "ApiIntegrationCode": self.integration_code.get_secret_value(),
+            "UserName": self.username,
+            "Secret": self.secret.get_secret_value(),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        if write and self.impersonation_resource_id is not None:
+            headers["ImpersonationResourceId"] = str(self.impersonation_resource_id)
+        return headers
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Values that must never appear in text we produce (see ``Redactor``)."""
+        return (self.secret.get_secret_value(), self.integration_code.get_secret_value())
+
+
+async def lookup_zone(
+    session: aiohttp.ClientSession,
+    connection: Connection,
+    *,
+    timeout: float,
+) -> ZoneInfo:
+    """``GET {lookup}/v1.0/zoneInformation?user=...`` without credentials (none are needed)."""
+    base = connection.zone_lookup_url
+    # quote() by hand: a '+' in the username must reach Autotask as %2B, not as a space.
+    url = URL(f"{base}/{API_VERSION}/zoneInformation?user={quote(connection.username, safe='')}",
+              encoded=True)
+    where = f"Autotask's zone lookup at {URL(base).host}"
+    status: int | str = "error"
+    try:
+        async with session.get(
+            url, headers={"Accept": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            status = response.status
+            body = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ZoneLookupError(
+            f"could not reach {where} ({type(exc).__name__}); check network access to "
+            f"{base}, or set AUTOTASK_SYNC_AUTOTASK_ZONE_URL to skip discovery",
+            retriable=True,
+        ) from exc
+    finally:
+        AUTOTASK_REQUESTS.labels(connection.name, "zoneInformation", "GET", str(status)).inc()
+    if status == 429 or status > 500:
+        raise ZoneLookupError(
+            f"{where} answered HTTP {status}; try again later", status=status, retriable=True
+        )
+    if status == 404:
+        raise ZoneLookupError(
+            f"{where} has no zoneInformation endpoint (HTTP 404): check "
+            "AUTOTASK_SYNC_AUTOTASK_ZONE_LOOKUP_URL (e.g. "
+            f"{DEFAULT_ZONE_LOOKUP_URL})",
+            status=status,
+        )
+    if status != 200:
+        # Autotask answers an unknown or blank user with 500 + JSON (django-autotask notes it).
+        raise ZoneLookupError(
+            f"{where} does not know API user {connection.username!r} (HTTP {status}): check "
+            "the username; it is the API-only user's username (e-mail shaped), and the user "
+            "must be active",
+            status=status,
+        )
+    try:
+        data = json.loads(body)
+        info = ZoneInfo.model_validate(data)
+    except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError are ValueErrors
+        raise ZoneLookupError(
+            f"{where} answered without a usable zone URL (empty, truncated or malformed "
+            "body); try again, or set AUTOTASK_SYNC_AUTOTASK_ZONE_URL",
+            status=status,
+            retriable=True,
+        ) from exc
+    return info.model_copy(update={"url": normalize_root(info.url)})
+
+
+class ZoneResolver:
+    """The REST root of one connection: configured, or discovered and cached for ``ttl``."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        lookup: Callable[[], Awaitable[ZoneInfo]],
+        *,
+        clock: Clock,
+        ttl: float,
+    ) -> None:
+        self._connection = connection
+        self._lookup = lookup
+        self._clock = clock
+        self._ttl = ttl
+        self._info: ZoneInfo | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()  # 50 first calls at once make one lookup, not 50
+
+    @property
+    def discovered(self) -> bool:
+        """False when the zone URL is configured (nothing to re-discover on 401)."""
+        return self._connection.zone_url is None
+
+    @property
+    def info(self) -> ZoneInfo | None:
+        """The last zone answer, if any was fetched."""
+        return self._info
+
+    async def root(self) -> str:
+        """The REST root to call now, discovering it if unknown or expired."""
+        if self._connection.zone_url is not None:
+            return self._connection.zone_url
+        if self._info is not None and self._clock.monotonic() < self._expires:
+            return self._info.url
+        async with self._lock:
+            if self._info is None or self._clock.monotonic() >= self._expires:
+                await self._refresh()
+            assert self._info is not None
+            return self._info.url
+
+    async def rediscover(self, failed_root: str) -> bool:
+        """After a 401 from ``failed_root``: look again; True if the root changed.
+
+        If another call already moved the root, no new lookup is made.
+        """
+        if not self.discovered:
+            return False
+        async with self._lock:
+            if self._info is not None and self._info.url != failed_root:
+                return True
+            await self._refresh()
+            assert self._info is not None
+            return self._info.url != failed_root
+
+    async def _refresh(self) -> None:
+        self._info = await self._lookup()
+        self._expires = self._clock.monotonic() + self._ttl
+
+
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_ZONE_LOOKUP_URL",
+    "Connection",
+    "ZoneResolver",
+    "lookup_zone",
+    "normalize_root",
+]

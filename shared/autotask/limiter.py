@@ -1,0 +1,245 @@
+"""One limiter per connection: concurrency per endpoint, budget throttling, 429 pauses.
+
+Autotask allows 3 concurrent calls per (integration code, endpoint) and rejects the 4th, and
+10,000 calls per hour per tenant (autotask-api.md §5). Before each call the limiter
+
+1. waits out any pause a 429 / thread-limit error imposed on the endpoint or the connection
+   (``Retry-After`` or a fallback, capped), instead of hot-retrying;
+2. throttles by :class:`Priority` against the hourly budget: sweeps slow down above 50% usage
+   and pause above 90%, webhook-driven and interactive work continues to the hard limit;
+3. takes one of the endpoint's slots, highest priority first.
+
+No wait may run past the call's deadline: the limiter raises DeadlineExceededError instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import structlog
+
+from shared.autotask.budget import BudgetConfig, BudgetTracker
+from shared.autotask.clock import Clock
+from shared.errors import DeadlineExceededError, HourlyLimitError, RateLimitError, ThreadLimitError
+from shared.metrics import AUTOTASK_INFLIGHT, AUTOTASK_THROTTLE_WAIT_SECONDS
+
+log = structlog.get_logger(__name__)
+
+
+class Priority(IntEnum):
+    """Who is waiting for the call; lower values are served first."""
+
+    INTERACTIVE = 0
+    """A person is waiting (CLI, provisioner plan/apply)."""
+    WEBHOOK = 1
+    """Fetches driven by callouts: the freshness path."""
+    SWEEP = 2
+    """Reconciliation sweeps, backfills: background work, first to yield."""
+    BACKGROUND = 2  # alias of SWEEP  # noqa: PIE796 - an intentional alias
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """Usage ratios at which a priority slows down and pauses."""
+
+    slow_at: float | None
+    pause_at: float
+
+
+def _default_throttles() -> dict[Priority, Throttle]:
+    return {
+        Priority.INTERACTIVE: Throttle(slow_at=None, pause_at=1.0),
+        Priority.WEBHOOK: Throttle(slow_at=None, pause_at=1.0),
+        Priority.SWEEP: Throttle(slow_at=0.5, pause_at=0.9),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterConfig:
+    """Everything the limiter does is tunable here."""
+
+    max_concurrency: int = 3
+    """Slots per endpoint (divide among replicas sharing an integration code)."""
+    endpoint_concurrency: Mapping[str, int] = field(default_factory=dict)
+    """Per-endpoint overrides, e.g. ``{"Tickets": 2}``."""
+    throttles: Mapping[Priority, Throttle] = field(default_factory=_default_throttles)
+    max_slow_delay: float = 2.0
+    """Delay added per call when usage is just below a priority's ``pause_at``; it grows
+    linearly from 0 at ``slow_at``."""
+    pause_recheck_seconds: float = 60.0
+    """How long paused work waits before asking for a fresh usage reading."""
+    rate_limit_fallback_seconds: float = 60.0
+    """Pause after a 429 without ``Retry-After``."""
+    thread_limit_fallback_seconds: float = 60.0
+    """Pause of one endpoint after a thread-limit error without ``Retry-After``."""
+    rate_limit_max_seconds: float = 300.0
+    """Cap on any pause, whatever ``Retry-After`` says."""
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+
+    def concurrency(self, endpoint: str) -> int:
+        return max(1, self.endpoint_concurrency.get(endpoint, self.max_concurrency))
+
+    def throttle(self, priority: Priority) -> Throttle:
+        return self.throttles.get(priority, Throttle(slow_at=None, pause_at=1.0))
+
+
+class PrioritySemaphore:
+    """A semaphore whose waiters are woken by priority, then in arrival order."""
+
+    def __init__(self, value: int) -> None:
+        self._free = value
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    async def acquire(self, priority: int) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._seq), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted just as we were cancelled: pass the slot on
+            raise
+
+    def release(self) -> None:
+        self._free += 1
+        while self._free > 0 and self._waiters:
+            _prio, _seq, future = heapq.heappop(self._waiters)
+            if not future.done():  # cancelled waiters are skipped here, lazily
+                self._free -= 1
+                future.set_result(None)
+
+
+class Limiter:
+    """Admission control for one connection's calls."""
+
+    def __init__(
+        self, connection: str, config: LimiterConfig, clock: Clock, budget: BudgetTracker
+    ) -> None:
+        self.connection = connection
+        self.config = config
+        self.budget = budget
+        self._clock = clock
+        self._semaphores: dict[str, PrioritySemaphore] = {}
+        self._paused_until: dict[str | None, float] = {}  # None = the whole connection
+
+    @asynccontextmanager
+    async def slot(
+        self, endpoint: str, priority: Priority, deadline: float, *, budgeted: bool = True
+    ) -> AsyncIterator[None]:
+        """Hold one of ``endpoint``'s slots for a single HTTP request."""
+        start = self._clock.monotonic()
+        await self._wait_pauses(endpoint, deadline)
+        if budgeted:
+            await self._throttle(priority, deadline)
+        semaphore = self._semaphores.get(endpoint)
+        if semaphore is None:
+            semaphore = self._semaphores[endpoint] = PrioritySemaphore(
+                self.config.concurrency(endpoint)
+            )
+        await semaphore.acquire(priority)
+        waited = self._clock.monotonic() - start
+        if waited > 0:
+            AUTOTASK_THROTTLE_WAIT_SECONDS.labels(self.connection, priority.name.lower()).inc(
+                waited
+            )
+        inflight = AUTOTASK_INFLIGHT.labels(self.connection, endpoint)
+        inflight.inc()
+        self.budget.record_call()
+        try:
+            yield
+        finally:
+            inflight.dec()
+            semaphore.release()
+
+    def back_off(self, endpoint: str, exc: RateLimitError) -> float:
+        """Pause ``endpoint`` (thread limit) or the connection (429) and return the seconds."""
+        thread = isinstance(exc, ThreadLimitError)
+        fallback = (
+            self.config.thread_limit_fallback_seconds
+            if thread
+            else self.config.rate_limit_fallback_seconds
+        )
+        seconds = min(
+            exc.retry_after if exc.retry_after is not None else fallback,
+            self.config.rate_limit_max_seconds,
+        )
+        key = endpoint if thread else None
+        until = self._clock.monotonic() + seconds
+        self._paused_until[key] = max(self._paused_until.get(key, 0.0), until)
+        if isinstance(exc, HourlyLimitError):
+            self.budget.mark_exhausted()
+        log.warning(
+            "autotask.paused",
+            connection=self.connection,
+            scope=endpoint if thread else "connection",
+            seconds=round(seconds, 3),
+            retry_after=exc.retry_after,
+            error=type(exc).__name__,
+            status=exc.status,
+        )
+        return seconds
+
+    def paused_for(self, endpoint: str) -> float:
+        """Seconds until calls to ``endpoint`` may start again (0 when not paused)."""
+        until = max(self._paused_until.get(None, 0.0), self._paused_until.get(endpoint, 0.0))
+        return max(0.0, until - self._clock.monotonic())
+
+    async def _wait_pauses(self, endpoint: str, deadline: float) -> None:
+        while (remaining := self.paused_for(endpoint)) > 0:
+            if self._clock.monotonic() + remaining > deadline:
+                raise DeadlineExceededError(
+                    f"calls to {endpoint} are paused for another {remaining:.0f} s after "
+                    "Autotask refused calls for load (429 / thread limit), longer than this "
+                    "call may wait; it will succeed later"
+                )
+            await self._clock.sleep(remaining)
+
+    async def _throttle(self, priority: Priority, deadline: float) -> None:
+        throttle = self.config.throttle(priority)
+        confirm = False
+        while True:
+            ratio = await self.budget.current(confirm=confirm)
+            if ratio is None:
+                return  # usage unknown: work rather than guess
+            if ratio >= throttle.pause_at:
+                if not confirm:
+                    confirm = True  # the estimate only grows; re-read before pausing
+                    continue
+                wait = self.config.pause_recheck_seconds
+                if self._clock.monotonic() + wait > deadline:
+                    raise DeadlineExceededError(
+                        f"{priority.name.lower()} work is paused: the tenant has used "
+                        f"{ratio:.0%} of its hourly API budget (this priority pauses at "
+                        f"{throttle.pause_at:.0%}); it resumes as usage falls"
+                    )
+                log.info(
+                    "autotask.budget.paused",
+                    connection=self.connection,
+                    priority=priority.name.lower(),
+                    used=round(ratio, 3),
+                )
+                await self._clock.sleep(wait)
+                continue
+            if throttle.slow_at is not None and ratio >= throttle.slow_at:
+                span = max(1e-9, throttle.pause_at - throttle.slow_at)
+                await self._clock.sleep(
+                    self.config.max_slow_delay * min(1.0, (ratio - throttle.slow_at) / span)
+                )
+            return
+
+
+__all__ = ["Limiter", "LimiterConfig", "Priority", "PrioritySemaphore", "Throttle"]

@@ -1,0 +1,141 @@
+"""The project's Kafka factories against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from shared.entities import TICKETS
+from shared.kafka import ensure_topics, make_consumer, make_producer, produce
+from shared.topics import TopicSpec, Topics
+
+pytestmark = pytest.mark.integration
+
+
+async def _consume(consumer, count: int, timeout: float = 20.0):
+    records = []
+    async with asyncio.timeout(timeout):
+        while len(records) < count:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                records.extend(messages)
+    return records
+
+
+async def test_keyed_message_with_headers_round_trips(kafka_bootstrap: str, unique: str) -> None:
+    topic = f"test.roundtrip.{unique}"
+    await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 3)])
+    producer = make_producer(kafka_bootstrap, client_id="test")
+    await producer.start()
+    try:
+        sent = []
+        for n in range(6):
+            key = f"acme:Ticket:{n % 2}".encode()
+            sent.append(
+                await produce(producer, topic, key=key, value=f"v{n}".encode(),
+                              headers=[("connection", b"acme"), ("seq", str(n).encode())])
+            )
+    finally:
+        await producer.stop()
+
+    consumer = make_consumer(kafka_bootstrap, topic, group_id=f"g-{unique}", client_id="test")
+    await consumer.start()
+    try:
+        records = await _consume(consumer, 6)
+    finally:
+        await consumer.stop()
+
+    by_key: dict[bytes, list] = {}
+    for record in records:
+        by_key.setdefault(record.key, []).append(record)
+    # One key, one partition, in order: the property the callout keys rely on.
+    for key, messages in by_key.items():
+        assert len({m.partition for m in messages}) == 1, key
+        seqs = [int(dict(m.headers)["seq"]) for m in sorted(messages, key=lambda m: m.offset)]
+        assert seqs == sorted(seqs)
+        assert all(dict(m.headers)["connection"] == b"acme" for m in messages)
+    assert sorted(r.value for r in records) == [f"v{n}".encode() for n in range(6)]
+    assert {(r.partition, r.offset) for r in records} == set(sent)
+
+
+async def test_restarted_consumer_resumes_at_committed_offset(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    topic, group = f"test.resume.{unique}", f"g-{unique}"
+    await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1)])
+    producer = make_producer(kafka_bootstrap, client_id="test")
+    await producer.start()
+    try:
+        for n in range(10):
+            await produce(producer, topic, key=b"k", value=str(n).encode())
+    finally:
+        await producer.stop()
+
+    first = make_consumer(kafka_bootstrap, topic, group_id=group, client_id="test",
+                          max_poll_records=4)
+    await first.start()
+    try:
+        records = await _consume(first, 4)
+        processed = records[:4]
+        # Commit exactly what was processed; anything fetched beyond it must come back.
+        last = processed[-1]
+        from aiokafka import TopicPartition
+
+        await first.commit({TopicPartition(topic, last.partition): last.offset + 1})
+    finally:
+        await first.stop()
+
+    second = make_consumer(kafka_bootstrap, topic, group_id=group, client_id="test")
+    await second.start()
+    try:
+        rest = await _consume(second, 6)
+    finally:
+        await second.stop()
+    assert [r.value for r in processed] == [b"0", b"1", b"2", b"3"]
+    assert [r.value for r in rest] == [str(n).encode() for n in range(4, 10)]
+
+
+async def test_uncommitted_messages_are_redelivered(kafka_bootstrap: str, unique: str) -> None:
+    topic, group = f"test.redeliver.{unique}", f"g-{unique}"
+    await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1)])
+    producer = make_producer(kafka_bootstrap, client_id="test")
+    await producer.start()
+    try:
+        for n in range(3):
+            await produce(producer, topic, key=b"k", value=str(n).encode())
+    finally:
+        await producer.stop()
+    for _attempt in range(2):  # a crash before commit: both consumers see all three
+        consumer = make_consumer(kafka_bootstrap, topic, group_id=group, client_id="test")
+        await consumer.start()
+        try:
+            records = await _consume(consumer, 3)
+        finally:
+            await consumer.stop()
+        assert [r.value for r in records] == [b"0", b"1", b"2"]
+
+
+async def test_ensure_topics_creates_declared_topics_once(kafka_bootstrap: str, unique: str) -> None:
+    topics = Topics(prefix=f"t{unique}", partitions=2)
+    specs = topics.declarations([TICKETS])
+    created = await ensure_topics(kafka_bootstrap, specs)
+    assert sorted(created) == sorted(s.name for s in specs)
+    assert await ensure_topics(kafka_bootstrap, specs) == []  # idempotent
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topics.changes(TICKETS), topics.callouts])
+        partitions = {t["topic"]: len(t["partitions"]) for t in described}
+        configs = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topics.changes(TICKETS))]
+        )
+    finally:
+        await admin.close()
+    assert partitions == {topics.changes(TICKETS): 2, topics.callouts: 2}
+    entries = {e[0]: e[1] for e in configs[0].resources[0][4]}
+    assert entries["cleanup.policy"] == "compact"
+    assert topics.changes(TICKETS) == f"t{unique}.tickets.v1"

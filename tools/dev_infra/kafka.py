@@ -1,0 +1,280 @@
+"""A real single-node Kafka broker (KRaft) assembled from Maven Central jars.
+
+No Docker and no Apache download mirror are needed: Maven resolves ``kafka_2.13`` and its runtime
+dependencies into a cache folder outside the repository (keyed by version), and the broker runs
+with ``java -cp``. See docs/local-kafka.md for the reasoning behind each setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.errors import InfrastructureError
+from tools.dev_infra import watchdog
+from tools.dev_infra.processes import (
+    free_port,
+    port_open,
+    require_tool,
+    wait_until,
+)
+
+KAFKA_VERSION = "4.2.1"
+SCALA_VERSION = "2.13.17"
+LOG4J_VERSION = "2.25.4"
+SLF4J_VERSION = "1.7.36"
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+
+_INSTALL_JAVA = "a Java 17+ runtime, e.g. `apt-get install openjdk-17-jre-headless`"
+_INSTALL_MAVEN = "Apache Maven, e.g. `apt-get install maven`"
+
+_POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.autotask-sync</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>{KAFKA_VERSION}</version>
+  <packaging>pom</packaging>
+  <dependencyManagement>
+    <dependencies>
+      <dependency><groupId>org.scala-lang</groupId><artifactId>scala-library</artifactId>
+        <version>{SCALA_VERSION}</version></dependency>
+      <dependency><groupId>org.scala-lang</groupId><artifactId>scala-reflect</artifactId>
+        <version>{SCALA_VERSION}</version></dependency>
+      <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId>
+        <version>{SLF4J_VERSION}</version></dependency>
+    </dependencies>
+  </dependencyManagement>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{KAFKA_VERSION}</version></dependency>
+    <!-- Not in Kafka's POM: without this slf4j 1.x binding every broker log line vanishes. -->
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{LOG4J_VERSION}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """status = warn
+appender.stderr.type = Console
+appender.stderr.name = STDERR
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stderr.ref = STDERR
+logger.raft.name = kafka.server.KafkaRaftServer
+logger.raft.level = INFO
+"""
+
+
+def cache_root() -> Path:
+    """Where downloaded artefacts live: ``$AUTOTASK_SYNC_CACHE_DIR`` or ``~/.cache/autotask-sync``."""
+    configured = os.environ.get("AUTOTASK_SYNC_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "autotask-sync"
+
+
+def resolve_jars(cache_dir: Path | None = None) -> Path:
+    """Return the folder holding the broker's jars, downloading them with Maven on first use."""
+    jar_dir = (cache_dir or cache_root()) / f"kafka-{KAFKA_VERSION}" / "lib"
+    done_marker = jar_dir.parent / ".complete"
+    if done_marker.exists():
+        return jar_dir
+    mvn = require_tool("mvn", [], _INSTALL_MAVEN)
+    jar_dir.parent.mkdir(parents=True, exist_ok=True)
+    pom = jar_dir.parent / "pom.xml"
+    pom.write_text(_POM)
+    log = jar_dir.parent / "maven.log"
+    with log.open("wb") as out:
+        result = subprocess.run(
+            [
+                str(mvn),
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                f"{DEPENDENCY_PLUGIN}:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={jar_dir}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=900,
+        )
+    if result.returncode != 0 or not any(jar_dir.glob("kafka_2.13-*.jar")):
+        raise InfrastructureError(
+            f"Maven could not fetch Kafka {KAFKA_VERSION} from Maven Central (see {log}); "
+            "check network access to Maven Central or set KAFKA_BOOTSTRAP_SERVERS to an "
+            "existing broker"
+        )
+    done_marker.write_text(KAFKA_VERSION)
+    return jar_dir
+
+
+def new_cluster_id() -> str:
+    """22 url-safe base64 chars of 16 random bytes; never starting with '-' (read as an option)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+@dataclass(frozen=True)
+class KafkaProcess:
+    """A running local broker."""
+
+    pid: int
+    port: int
+    controller_port: int
+    data_dir: Path
+    log_file: Path
+    # Kept so the Popen object is reaped by its owner rather than warned about when collected.
+    process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _server_properties(port: int, controller_port: int, log_dir: Path) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(log_dir),
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.num.partitions": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "num.network.threads": "2",
+        "num.io.threads": "2",
+        # The default dedupe buffer takes 128 MiB of heap; compacted topics need far less here.
+        "log.cleaner.dedupe.buffer.size": "33554432",
+        "auto.create.topics.enable": "false",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def start_kafka(
+    data_dir: Path, *, owned_by_caller: bool, timeout: float = 90.0, heap: str = "1g"
+) -> KafkaProcess:
+    """Format storage and start one KRaft node on 127.0.0.1 free ports; wait until it serves.
+
+    ``owned_by_caller`` ties the JVM's life to the calling process (test sessions); the CLI
+    passes False so the broker outlives ``autotask-sync dev-infra up``.
+    """
+    java = require_tool("java", [], _INSTALL_JAVA)
+    jar_dir = resolve_jars()
+    classpath = f"{jar_dir}/*"
+    port, controller_port = free_port(), free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = data_dir / "log"
+    props = data_dir / "server.properties"
+    props.write_text(_server_properties(port, controller_port, log_dir))
+    log4j = data_dir / "log4j2.properties"
+    log4j.write_text(_LOG4J2)
+    log_file = data_dir / "broker.log"
+    common = [f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+
+    fmt = subprocess.run(
+        [
+            str(java),
+            "-Xmx256m",
+            "-XX:TieredStopAtLevel=1",
+            *common,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            new_cluster_id(),
+            "-c",
+            str(props),
+            "--ignore-formatted",
+        ],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if fmt.returncode != 0:
+        raise InfrastructureError(
+            "formatting Kafka storage failed: " + fmt.stderr.decode(errors="replace")[-2000:]
+        )
+
+    with log_file.open("wb") as out:
+        # The JVM's output goes to a file: an undrained pipe would eventually block the broker.
+        process = subprocess.Popen(
+            [
+                str(java),
+                "-Xms256m",
+                f"-Xmx{heap}",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-Djava.awt.headless=true",
+                *common,
+                "kafka.Kafka",
+                str(props),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    broker = KafkaProcess(process.pid, port, controller_port, data_dir, log_file, process)
+    if owned_by_caller:
+        watchdog.spawn(os.getpid(), process.pid, data_dir)
+    try:
+        wait_until(
+            lambda: port_open(port),
+            timeout=timeout,
+            what="Kafka broker",
+            process=process,
+            log_file=log_file,
+        )
+        asyncio.run(wait_for_metadata(broker.bootstrap_servers, deadline=timeout))
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return broker
+
+
+async def wait_for_metadata(bootstrap_servers: str, *, deadline: float) -> None:
+    """One real admin round trip, retried until the broker answers (the port opens slightly early)."""
+    from aiokafka.admin import AIOKafkaAdminClient  # imported late: only needed here
+
+    end = time.monotonic() + deadline
+    last_error: Exception | None = None
+    while time.monotonic() < end:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not ready yet"
+            last_error = exc
+            await asyncio.sleep(0.3)
+        finally:
+            await admin.close()
+    raise InfrastructureError(f"Kafka at {bootstrap_servers} did not answer: {last_error!r}")

@@ -1,0 +1,121 @@
+"""Small process and network helpers shared by the local PostgreSQL and Kafka launchers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from shared.errors import InfrastructureError, MissingToolError
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still "exists"; treat it as gone.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def require_tool(name: str, candidates: list[Path], install_hint: str) -> Path:
+    """Find ``name`` on PATH or in ``candidates``; otherwise say what to install."""
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    for folder in candidates:
+        path = folder / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise MissingToolError(f"'{name}' was not found on PATH. Install it: {install_hint}")
+
+
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    process: subprocess.Popen[bytes] | None = None,
+    log_file: Path | None = None,
+    interval: float = 0.1,
+) -> None:
+    """Poll ``check`` until it is true; fail early if ``process`` exits, with its log's tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if process is not None and process.poll() is not None:
+            raise InfrastructureError(
+                f"{what} exited with code {process.returncode} while starting"
+                + _log_tail(log_file)
+            )
+        time.sleep(interval)
+    raise InfrastructureError(f"{what} was not ready within {timeout:.0f} s" + _log_tail(log_file))
+
+
+def stop_process(pid: int, *, grace: float, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig``, wait up to ``grace`` seconds, then SIGKILL. Safe on an already-gone pid."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not pid_alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(50):
+        _reap(pid)
+        if not pid_alive(pid):
+            return
+        time.sleep(0.1)
+
+
+def peak_rss_bytes(pid: int) -> int | None:
+    """Peak resident set size (VmHWM) of a live process, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _log_tail(log_file: Path | None, lines: int = 30) -> str:
+    if log_file is None or not log_file.exists():
+        return ""
+    tail = log_file.read_text(errors="replace").splitlines()[-lines:]
+    return f"; last lines of {log_file}:\n" + "\n".join(tail)

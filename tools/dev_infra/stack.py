@@ -1,0 +1,154 @@
+"""The local development stack: one PostgreSQL and one Kafka, from wherever they can come.
+
+For each service, in order of preference:
+1. what the environment names (``DATABASE_URL``, ``KAFKA_BOOTSTRAP_SERVERS``): used as is;
+2. a container through testcontainers, when a Docker engine answers;
+3. a process started here from local binaries (PostgreSQL server binaries; Kafka jars from
+   Maven Central run on the local JVM).
+
+Tests, ``make demo`` and the benchmarks all go through :class:`DevStack`; the
+``autotask-sync dev-infra`` command starts the same stack for a person.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.dev_infra import docker, kafka, postgres, watchdog
+from tools.dev_infra.processes import peak_rss_bytes, stop_process
+
+
+@dataclass(frozen=True)
+class StackEnv:
+    """Where the stack's services listen, as the environment variables the project reads."""
+
+    database_url: str
+    kafka_bootstrap_servers: str
+
+    def as_env(self) -> dict[str, str]:
+        return {
+            "DATABASE_URL": self.database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+        }
+
+
+@dataclass
+class StackProcesses:
+    """What this stack started itself (and must stop): pids, data folders, containers."""
+
+    postgres_pid: int | None = None
+    kafka_pid: int | None = None
+    data_dirs: list[str] = field(default_factory=list)
+    container_ids: list[str] = field(default_factory=list)
+    handles: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class DevStack:
+    """Provide PostgreSQL and Kafka; stop what was started on :meth:`down`.
+
+    ``owned`` ties started processes to this Python process: a watchdog stops them and removes
+    their data if it dies without calling :meth:`down` (test sessions). The CLI passes False so
+    the stack outlives the command.
+    """
+
+    owned: bool = True
+    processes: StackProcesses = field(default_factory=StackProcesses)
+    timings: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    _containers: docker.Containers = field(default_factory=lambda: docker.Containers([]))
+
+    def up(self) -> StackEnv:
+        use_docker: bool | None = None
+
+        def docker_ok() -> bool:
+            nonlocal use_docker
+            if use_docker is None:
+                use_docker = docker.docker_available()
+            return use_docker
+
+        database_url = os.environ.get("DATABASE_URL") or os.environ.get(
+            "AUTOTASK_SYNC_DATABASE_URL"
+        )
+        if database_url:
+            self.sources["postgres"] = "environment"
+        else:
+            started = time.monotonic()
+            if docker_ok():
+                database_url = docker.start_postgres_container(self._containers)
+                self.sources["postgres"] = "testcontainers"
+            else:
+                data = Path(tempfile.mkdtemp(prefix="autotask-sync-pg-"))
+                data.chmod(0o755)
+                server = postgres.start_postgres(data, owned_by_caller=self.owned)
+                self.processes.postgres_pid = server.pid
+                if server.process is not None:
+                    self.processes.handles.append(server.process)
+                self.processes.data_dirs.append(str(data))
+                database_url = server.dsn
+                self.sources["postgres"] = "local binaries"
+            self.timings["postgres_start_seconds"] = time.monotonic() - started
+
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get(
+            "AUTOTASK_SYNC_KAFKA_BOOTSTRAP_SERVERS"
+        )
+        if bootstrap:
+            self.sources["kafka"] = "environment"
+        else:
+            try:
+                started = time.monotonic()
+                if docker_ok():
+                    bootstrap = docker.start_kafka_container(self._containers)
+                    self.sources["kafka"] = "testcontainers"
+                else:
+                    jars_started = time.monotonic()
+                    kafka.resolve_jars()
+                    self.timings["kafka_jars_seconds"] = time.monotonic() - jars_started
+                    data = Path(tempfile.mkdtemp(prefix="autotask-sync-kafka-"))
+                    broker = kafka.start_kafka(data, owned_by_caller=self.owned)
+                    self.processes.kafka_pid = broker.pid
+                    if broker.process is not None:
+                        self.processes.handles.append(broker.process)
+                    self.processes.data_dirs.append(str(data))
+                    bootstrap = broker.bootstrap_servers
+                    self.sources["kafka"] = "local jars"
+                self.timings["kafka_start_seconds"] = time.monotonic() - started
+            except BaseException:
+                self.down()
+                raise
+        self.processes.container_ids = [
+            str(c.get_wrapped_container().id) for c in self._containers.started
+        ]
+        return StackEnv(database_url=database_url, kafka_bootstrap_servers=bootstrap)
+
+    def kafka_peak_rss(self) -> int | None:
+        """Peak RSS of the local broker in bytes (None when Kafka is not a local process)."""
+        pid = self.processes.kafka_pid
+        return peak_rss_bytes(pid) if pid else None
+
+    def down(self) -> None:
+        """Stop everything this stack started, newest first, and delete its data. Idempotent."""
+        stop_processes(self.processes)
+        self._containers.stop()
+        self._containers.started.clear()
+        self.processes = StackProcesses()
+
+
+def stop_processes(processes: StackProcesses) -> None:
+    """Stop recorded processes and delete their data folders (also used by the CLI's ``down``)."""
+    if processes.kafka_pid:
+        stop_process(processes.kafka_pid, grace=20)
+    if processes.postgres_pid:
+        # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.
+        stop_process(processes.postgres_pid, grace=10, sig=signal.SIGINT)
+    for handle in processes.handles:
+        handle.poll()  # records the exit status so the Popen object is not reported as leaked
+    watchdog.reap()
+    for folder in processes.data_dirs:
+        postgres.remove_data(Path(folder))
