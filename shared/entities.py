@@ -39,7 +39,7 @@ class EntitySpec:
     """Plural REST resource name, e.g. ``Tickets``."""
 
     callout_types: tuple[str, ...]
-    """Callout ``EntityType`` values; the first is canonical, the rest are aliases seen in the wild."""
+    """Callout ``EntityType`` values: the first is canonical, the rest are aliases seen in use."""
 
     last_modified_field: str | None
     """Watermark / monotonic-version field; None when the entity has none (id sweeps only)."""

@@ -38,7 +38,10 @@ def make_producer(bootstrap_servers: str, *, client_id: str, **overrides: Any) -
         "client_id": client_id,
         "acks": "all",
         "enable_idempotence": True,
-        "linger_ms": 5,
+        # No linger: callers await each ack on a request path, and aiokafka still batches
+        # whatever accumulates while a request is in flight (bench/bench_kafka.py: awaited sends
+        # at 64 callers ran 3.6x faster with p50 1.8 ms instead of 7.5 ms at linger 5 ms).
+        "linger_ms": 0,
         "request_timeout_ms": 30_000,
         "compression_type": None,
     }
@@ -109,8 +112,11 @@ async def ensure_topics(
             return []
         rf = min(replication_factor, brokers)
         if rf < replication_factor:
-            log.warning("replication factor lowered to the broker count",
-                        wanted=replication_factor, brokers=brokers)
+            log.warning(
+                "replication factor lowered to the broker count",
+                wanted=replication_factor,
+                brokers=brokers,
+            )
         response = await admin.create_topics(
             [NewTopic(spec.name, spec.partitions, rf, topic_configs=spec.config) for spec in wanted]
         )

@@ -102,7 +102,7 @@ class ServiceRunner:
 
 
 async def aiter_until(stop: asyncio.Event, interval: float) -> AsyncIterator[None]:
-    """Yield every ``interval`` seconds until ``stop`` is set (periodic loops that stop promptly)."""
+    """Yield every ``interval`` seconds until ``stop`` is set; loops stop promptly."""
     while not stop.is_set():
         yield
         try:

@@ -10,15 +10,30 @@ Each service defines its own settings class on top of :class:`BaseServiceSetting
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
 
 ENV_PREFIX = "AUTOTASK_SYNC_"
+
+_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept ``15``, ``15s``, ``500ms``, ``2m``, ``1h`` (and ISO 8601 via pydantic)."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match["number"]) * _UNIT_SECONDS[match["unit"]])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+"""A duration from the environment: seconds (``15``), or with a unit (``500ms``, ``2m``, ``1h``)."""
 
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -46,7 +61,7 @@ class BaseServiceSettings(BaseSettings):
     )
     http_host: str = Field(default="0.0.0.0", description="Bind address of the HTTP server.")  # noqa: S104 - containers listen on all interfaces
     http_port: int = Field(default=8080, ge=0, le=65535)
-    shutdown_grace: timedelta = Field(
+    shutdown_grace: Duration = Field(
         default=timedelta(seconds=20),
         description="Drain budget after SIGTERM (Kubernetes kills after 30 s).",
     )
@@ -108,8 +123,7 @@ def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
             field_name = str(loc[0])
             problems.append(f"{_env_name(cls, field_name)}: {error['msg']}")
         raise ConfigError(
-            "invalid configuration: " + "; ".join(problems)
-            + " (see docs/configuration.md)"
+            "invalid configuration: " + "; ".join(problems) + " (see docs/configuration.md)"
         ) from None
 
 

@@ -51,12 +51,19 @@ class Topics:
         entities = list(synced_entities()) if entities is None else entities
         specs = [
             # Raw callouts, kept a week so they can be replayed after a bad deploy.
-            TopicSpec(self.callouts, self.partitions, {"retention.ms": str(7 * DAY_MS),
-                                                       "cleanup.policy": "delete"}),
-            TopicSpec(self.callouts_dlq, self.partitions, {"retention.ms": str(30 * DAY_MS),
-                                                           "cleanup.policy": "delete"}),
-            TopicSpec(self.control, 3, {"retention.ms": str(7 * DAY_MS),
-                                        "cleanup.policy": "delete"}),
+            TopicSpec(
+                self.callouts,
+                self.partitions,
+                {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
+            ),
+            TopicSpec(
+                self.callouts_dlq,
+                self.partitions,
+                {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+            ),
+            TopicSpec(
+                self.control, 3, {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"}
+            ),
         ]
         for entity in entities:
             specs.append(
@@ -65,8 +72,11 @@ class Topics:
                     self.partitions,
                     # Compacted: the latest state per key forever; tombstones kept a day so
                     # consumers that are briefly behind still see deletes.
-                    {"cleanup.policy": "compact", "delete.retention.ms": str(DAY_MS),
-                     "min.compaction.lag.ms": str(60 * 60 * 1000)},
+                    {
+                        "cleanup.policy": "compact",
+                        "delete.retention.ms": str(DAY_MS),
+                        "min.compaction.lag.ms": str(60 * 60 * 1000),
+                    },
                 )
             )
         return specs

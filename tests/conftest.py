@@ -18,7 +18,6 @@ import pytest
 from tools.dev_infra.cli import running_stack
 from tools.dev_infra.stack import DevStack, StackEnv
 
-
 _stack_report: dict[str, object] = {}
 
 

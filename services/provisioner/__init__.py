@@ -1,0 +1,1 @@
+"""Provisioner: keeps the tenant's Autotask webhooks matching the declared desired state."""

@@ -1,0 +1,1 @@
+"""Sync worker: turns callouts into fetched entities, mirror rows and change events."""

@@ -12,9 +12,7 @@ from shared.settings import BaseServiceSettings, load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--list", action="store_true", help="list the migration files and exit"
-    )
+    parser.add_argument("--list", action="store_true", help="list the migration files and exit")
 
 
 def run(args: argparse.Namespace) -> int:

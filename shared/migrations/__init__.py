@@ -107,4 +107,3 @@ async def apply_migrations(
     except (OSError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"lost the database connection while migrating: {exc}") from exc
     return applied_now
-

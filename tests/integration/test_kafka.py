@@ -10,14 +10,14 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared.entities import TICKETS
 from shared.kafka import ensure_topics, make_consumer, make_producer, produce
-from shared.topics import TopicSpec, Topics
+from shared.topics import Topics, TopicSpec
 
 pytestmark = pytest.mark.integration
 
 
-async def _consume(consumer, count: int, timeout: float = 20.0):
+async def _consume(consumer, count: int, limit: float = 20.0):
     records = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit):
         while len(records) < count:
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
@@ -35,8 +35,13 @@ async def test_keyed_message_with_headers_round_trips(kafka_bootstrap: str, uniq
         for n in range(6):
             key = f"acme:Ticket:{n % 2}".encode()
             sent.append(
-                await produce(producer, topic, key=key, value=f"v{n}".encode(),
-                              headers=[("connection", b"acme"), ("seq", str(n).encode())])
+                await produce(
+                    producer,
+                    topic,
+                    key=key,
+                    value=f"v{n}".encode(),
+                    headers=[("connection", b"acme"), ("seq", str(n).encode())],
+                )
             )
     finally:
         await producer.stop()
@@ -74,8 +79,9 @@ async def test_restarted_consumer_resumes_at_committed_offset(
     finally:
         await producer.stop()
 
-    first = make_consumer(kafka_bootstrap, topic, group_id=group, client_id="test",
-                          max_poll_records=4)
+    first = make_consumer(
+        kafka_bootstrap, topic, group_id=group, client_id="test", max_poll_records=4
+    )
     await first.start()
     try:
         records = await _consume(first, 4)
@@ -118,7 +124,9 @@ async def test_uncommitted_messages_are_redelivered(kafka_bootstrap: str, unique
         assert [r.value for r in records] == [b"0", b"1", b"2"]
 
 
-async def test_ensure_topics_creates_declared_topics_once(kafka_bootstrap: str, unique: str) -> None:
+async def test_ensure_topics_creates_declared_topics_once(
+    kafka_bootstrap: str, unique: str
+) -> None:
     topics = Topics(prefix=f"t{unique}", partitions=2)
     specs = topics.declarations([TICKETS])
     created = await ensure_topics(kafka_bootstrap, specs)

@@ -34,12 +34,13 @@ async def test_applies_state_tables_and_they_hold_data(fresh_database: str) -> N
     try:
         applied = await apply_migrations(conn)
         assert [m.version for m in applied] == [m.version for m in discover()]
-        assert STATE_TABLES <= await _tables(conn)
+        assert await _tables(conn) >= STATE_TABLES
 
         await conn.execute(
             "INSERT INTO webhook_registrations (registration_id, connection, entity, "
             "secret_current) VALUES ($1, 'acme', 'Tickets', $2)",
-            "r" * 20, b"\x01\x02",
+            "r" * 20,
+            b"\x01\x02",
         )
         row = await conn.fetchrow("SELECT * FROM webhook_registrations")
         assert (row["connection"], row["entity"], row["state"]) == ("acme", "Tickets", "pending")
@@ -48,7 +49,8 @@ async def test_applies_state_tables_and_they_hold_data(fresh_database: str) -> N
             await conn.execute(
                 "INSERT INTO webhook_registrations (registration_id, connection, entity, "
                 "secret_current) VALUES ($1, 'acme', 'Tickets', $2)",
-                "s" * 20, b"\x01",
+                "s" * 20,
+                b"\x01",
             )
     finally:
         await conn.close()

@@ -35,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     env = running_stack()
     if env is None:
-        print("no local stack is running; start one with `autotask-sync dev-infra up`",
-              file=sys.stderr)
+        print(
+            "no local stack is running; start one with `autotask-sync dev-infra up`",
+            file=sys.stderr,
+        )
         return 1
     print(_exports(env) if args.action == "env" else json.dumps(env.as_env(), indent=2))
     return 0
@@ -58,8 +60,9 @@ def up() -> tuple[StackEnv, bool]:
         "container_ids": stack.processes.container_ids,
     }
     STATE_FILE.write_text(
-        json.dumps({"env": env.as_env(), "processes": processes, "sources": stack.sources},
-                   indent=2)
+        json.dumps(
+            {"env": env.as_env(), "processes": processes, "sources": stack.sources}, indent=2
+        )
     )
     return env, False
 

@@ -55,7 +55,10 @@ def start_postgres_container(containers: Containers) -> str:
             "testcontainers is not installed: `uv sync --extra docker`"
         ) from exc
     container = PostgresContainer(
-        POSTGRES_IMAGE, username="postgres", password="postgres", dbname="autotask_sync",
+        POSTGRES_IMAGE,
+        username="postgres",
+        password="postgres",  # noqa: S106 - throwaway container on loopback
+        dbname="autotask_sync",
         driver=None,
     )
     container.start()

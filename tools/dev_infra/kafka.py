@@ -74,7 +74,7 @@ logger.raft.level = INFO
 
 
 def cache_root() -> Path:
-    """Where downloaded artefacts live: ``$AUTOTASK_SYNC_CACHE_DIR`` or ``~/.cache/autotask-sync``."""
+    """Where downloads are cached: ``$AUTOTASK_SYNC_CACHE_DIR`` or ``~/.cache/autotask-sync``."""
     configured = os.environ.get("AUTOTASK_SYNC_CACHE_DIR")
     if configured:
         return Path(configured)
@@ -261,7 +261,7 @@ def start_kafka(
 
 
 async def wait_for_metadata(bootstrap_servers: str, *, deadline: float) -> None:
-    """One real admin round trip, retried until the broker answers (the port opens slightly early)."""
+    """One real admin round trip, retried until the broker answers (the port opens early)."""
     from aiokafka.admin import AIOKafkaAdminClient  # imported late: only needed here
 
     end = time.monotonic() + deadline
@@ -272,7 +272,7 @@ async def wait_for_metadata(bootstrap_servers: str, *, deadline: float) -> None:
             await admin.start()
             await admin.list_topics()
             return
-        except Exception as exc:  # noqa: BLE001 - any failure here means "not ready yet"
+        except Exception as exc:
             last_error = exc
             await asyncio.sleep(0.3)
         finally:

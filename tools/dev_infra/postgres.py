@@ -78,7 +78,9 @@ def _run_as() -> tuple[str | None, int | None, int | None]:
     return name, entry.pw_uid, entry.pw_gid
 
 
-def start_postgres(data_root: Path, *, owned_by_caller: bool, timeout: float = 60.0) -> PostgresProcess:
+def start_postgres(
+    data_root: Path, *, owned_by_caller: bool, timeout: float = 60.0
+) -> PostgresProcess:
     """Create and start a cluster under ``data_root``; returns once it accepts connections."""
     dirs = _binary_dirs()
     initdb = require_tool("initdb", dirs, _INSTALL_POSTGRES)
@@ -94,8 +96,18 @@ def start_postgres(data_root: Path, *, owned_by_caller: bool, timeout: float = 6
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
 
     init = subprocess.run(
-        [str(initdb), "-D", str(data_dir), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
-         "--no-sync"],
+        [
+            str(initdb),
+            "-D",
+            str(data_dir),
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
         capture_output=True,
         check=False,
         user=user,
@@ -115,15 +127,24 @@ def start_postgres(data_root: Path, *, owned_by_caller: bool, timeout: float = 6
             [
                 *_drop_privileges(uid, gid),
                 str(postgres),
-                "-D", str(data_dir),
-                "-p", str(port),
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", f"unix_socket_directories={data_root}",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=200",
-                "-c", "shared_buffers=128MB",
+                "-D",
+                str(data_dir),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={data_root}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=128MB",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

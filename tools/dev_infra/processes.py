@@ -14,6 +14,7 @@ from pathlib import Path
 
 from shared.errors import InfrastructureError, MissingToolError
 
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -70,8 +71,7 @@ def wait_until(
             return
         if process is not None and process.poll() is not None:
             raise InfrastructureError(
-                f"{what} exited with code {process.returncode} while starting"
-                + _log_tail(log_file)
+                f"{what} exited with code {process.returncode} while starting" + _log_tail(log_file)
             )
         time.sleep(interval)
     raise InfrastructureError(f"{what} was not ready within {timeout:.0f} s" + _log_tail(log_file))

@@ -59,6 +59,8 @@ class DevStack:
     """
 
     owned: bool = True
+    postgres: bool = True
+    kafka: bool = True
     processes: StackProcesses = field(default_factory=StackProcesses)
     timings: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
@@ -76,8 +78,9 @@ class DevStack:
         database_url = os.environ.get("DATABASE_URL") or os.environ.get(
             "AUTOTASK_SYNC_DATABASE_URL"
         )
-        if database_url:
-            self.sources["postgres"] = "environment"
+        if database_url or not self.postgres:
+            self.sources["postgres"] = "environment" if database_url else "not requested"
+            database_url = database_url or ""
         else:
             started = time.monotonic()
             if docker_ok():
@@ -98,8 +101,9 @@ class DevStack:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get(
             "AUTOTASK_SYNC_KAFKA_BOOTSTRAP_SERVERS"
         )
-        if bootstrap:
-            self.sources["kafka"] = "environment"
+        if bootstrap or not self.kafka:
+            self.sources["kafka"] = "environment" if bootstrap else "not requested"
+            bootstrap = bootstrap or ""
         else:
             try:
                 started = time.monotonic()

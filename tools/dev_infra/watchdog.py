@@ -9,7 +9,6 @@ Usage: ``python -m tools.dev_infra.watchdog OWNER_PID SERVER_PID DATA_DIR``
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -28,8 +27,14 @@ _spawned: list[subprocess.Popen[bytes]] = []
 def spawn(owner_pid: int, server_pid: int, data_dir: Path) -> subprocess.Popen[bytes]:
     """Start a detached watchdog for ``server_pid`` on behalf of ``owner_pid``."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tools.dev_infra.watchdog", str(owner_pid), str(server_pid),
-         str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "tools.dev_infra.watchdog",
+            str(owner_pid),
+            str(server_pid),
+            str(data_dir),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
