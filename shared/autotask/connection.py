@@ -114,19 +114,22 @@ async def lookup_zone(
     session: aiohttp.ClientSession,
     connection: Connection,
     *,
-    timeout: float,
+    request_timeout: float,
 ) -> ZoneInfo:
     """``GET {lookup}/v1.0/zoneInformation?user=...`` without credentials (none are needed)."""
     base = connection.zone_lookup_url
     # quote() by hand: a '+' in the username must reach Autotask as %2B, not as a space.
-    url = URL(f"{base}/{API_VERSION}/zoneInformation?user={quote(connection.username, safe='')}",
-              encoded=True)
+    url = URL(
+        f"{base}/{API_VERSION}/zoneInformation?user={quote(connection.username, safe='')}",
+        encoded=True,
+    )
     where = f"Autotask's zone lookup at {URL(base).host}"
     status: int | str = "error"
     try:
         async with session.get(
-            url, headers={"Accept": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            url,
+            headers={"Accept": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=request_timeout),
         ) as response:
             status = response.status
             body = await response.read()

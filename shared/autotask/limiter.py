@@ -41,7 +41,7 @@ class Priority(IntEnum):
     """Fetches driven by callouts: the freshness path."""
     SWEEP = 2
     """Reconciliation sweeps, backfills: background work, first to yield."""
-    BACKGROUND = 2  # alias of SWEEP  # noqa: PIE796 - an intentional alias
+    BACKGROUND = 2  # an alias of SWEEP, for callers that think in those terms
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,10 +227,12 @@ class Query:
                 f"MaxRecords must be between 1 and {MAX_PAGE_SIZE}, got {self.max_records}"
             )
         leaves = self.leaves()
-        udfs = {leaf.field.lower() for leaf in leaves if leaf.udf}
+        # One UDF condition per query (n8n's MAX_UDF_PER_QUERY); whether two conditions on
+        # the same UDF pass is unknown, so the pessimistic reading is enforced.
+        udfs = [leaf.field for leaf in leaves if leaf.udf]
         if len(udfs) > 1:
             raise InvalidQueryError(
-                f"Autotask allows one user-defined field per query; got {sorted(udfs)}: "
+                f"Autotask allows one user-defined field condition per query; got {udfs}: "
                 "split the query or filter the rest locally"
             )
         size = sum(len(leaf.value) if isinstance(leaf.value, tuple) else 1 for leaf in leaves)

@@ -59,7 +59,7 @@ class RetryPolicy:
         The fixed half keeps a floor under the wait; the random half spreads replicas that
         failed together so they do not return together.
         """
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
