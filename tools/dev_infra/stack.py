@@ -23,6 +23,10 @@ from pathlib import Path
 from tools.dev_infra import docker, kafka, postgres, watchdog
 from tools.dev_infra.processes import peak_rss_bytes, stop_process
 
+# Servers started to outlive this process (the CLI's stack): their Popen objects are kept for the
+# life of the interpreter so they are not reported as leaked when collected.
+_detached: list[subprocess.Popen[bytes]] = []
+
 
 @dataclass(frozen=True)
 class StackEnv:
@@ -92,7 +96,7 @@ class DevStack:
                 server = postgres.start_postgres(data, owned_by_caller=self.owned)
                 self.processes.postgres_pid = server.pid
                 if server.process is not None:
-                    self.processes.handles.append(server.process)
+                    self._keep(server.process)
                 self.processes.data_dirs.append(str(data))
                 database_url = server.dsn
                 self.sources["postgres"] = "local binaries"
@@ -118,7 +122,7 @@ class DevStack:
                     broker = kafka.start_kafka(data, owned_by_caller=self.owned)
                     self.processes.kafka_pid = broker.pid
                     if broker.process is not None:
-                        self.processes.handles.append(broker.process)
+                        self._keep(broker.process)
                     self.processes.data_dirs.append(str(data))
                     bootstrap = broker.bootstrap_servers
                     self.sources["kafka"] = "local jars"
@@ -130,6 +134,9 @@ class DevStack:
             str(c.get_wrapped_container().id) for c in self._containers.started
         ]
         return StackEnv(database_url=database_url, kafka_bootstrap_servers=bootstrap)
+
+    def _keep(self, process: subprocess.Popen[bytes]) -> None:
+        (self.processes.handles if self.owned else _detached).append(process)
 
     def kafka_peak_rss(self) -> int | None:
         """Peak RSS of the local broker in bytes (None when Kafka is not a local process)."""

@@ -1,0 +1,82 @@
+"""The local stack: idempotent start, clean stop, and nothing left behind by a killed owner."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tools.dev_infra import cli
+from tools.dev_infra.processes import pid_alive
+
+pytestmark = pytest.mark.integration
+
+_OWNER = """
+import json, sys
+from tools.dev_infra.stack import DevStack
+stack = DevStack(owned=True, kafka=False)
+env = stack.up()
+print(json.dumps({"pid": stack.processes.postgres_pid, "dirs": stack.processes.data_dirs,
+                  "dsn": env.database_url}), flush=True)
+sys.stdin.read()  # wait to be killed
+"""
+
+
+def _wait_gone(pid: int, paths: list[str], limit: float = 15.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if not pid_alive(pid) and not any(Path(p).exists() for p in paths):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"pid {pid} alive={pid_alive(pid)}; leftover={paths}")
+
+
+async def test_killed_owner_leaves_no_server_or_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert owner.stdout is not None
+        started = json.loads(owner.stdout.readline())
+        conn = await asyncpg.connect(started["dsn"])  # it really serves
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        _wait_gone(started["pid"], started["dirs"])
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        owner.stdin.close()  # type: ignore[union-attr]
+        owner.stdout.close()  # type: ignore[union-attr]
+
+
+def test_cli_up_is_idempotent_and_down_stops_everything(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cli, "STATE_FILE", tmp_path / "state.json")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    first, reused_first = cli.up()
+    try:
+        second, reused_second = cli.up()
+        assert (reused_first, reused_second) == (False, True)
+        assert first == second
+        assert cli.running_stack() == first
+        state = json.loads((tmp_path / "state.json").read_text())
+    finally:
+        assert cli.down()
+    processes = state["processes"]
+    for pid in (processes["postgres_pid"], processes["kafka_pid"]):
+        _wait_gone(pid, processes["data_dirs"])
+    assert cli.running_stack() is None
+    assert not cli.down()  # nothing left to stop
