@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tools.dev_infra.processes import pid_alive, port_open
 from tools.dev_infra.stack import DevStack, StackEnv, StackProcesses, stop_processes
@@ -33,22 +34,22 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "down":
         print("stopped" if down() else "nothing to stop", file=sys.stderr)
         return 0
-    env = running_stack()
-    if env is None:
+    running = running_stack()
+    if running is None:
         print(
             "no local stack is running; start one with `autotask-sync dev-infra up`",
             file=sys.stderr,
         )
         return 1
-    print(_exports(env) if args.action == "env" else json.dumps(env.as_env(), indent=2))
+    print(_exports(running) if args.action == "env" else json.dumps(running.as_env(), indent=2))
     return 0
 
 
 def up() -> tuple[StackEnv, bool]:
     """Start the stack unless a recorded one still answers; returns (env, reused)."""
-    env = running_stack()
-    if env is not None:
-        return env, True
+    running = running_stack()
+    if running is not None:
+        return running, True
     down()  # a stale record: clear whatever is left of it
     stack = DevStack(owned=False)
     env = stack.up()
@@ -98,9 +99,9 @@ def running_stack() -> StackEnv | None:
     return env
 
 
-def _read_state() -> dict[str, dict[str, object]] | None:
+def _read_state() -> dict[str, Any] | None:
     try:
-        state: dict[str, dict[str, object]] = json.loads(STATE_FILE.read_text())
+        state: dict[str, Any] = json.loads(STATE_FILE.read_text())
     except (OSError, ValueError):
         return None
     return state
