@@ -24,6 +24,7 @@ from shared.errors import (
     InvalidQueryError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitError,
     ThreadLimitError,
 )
 
@@ -93,11 +94,18 @@ class CallContext:
     """What was being attempted, for messages: never holds credentials."""
 
     method: str
-    endpoint: str  # "Tickets", "TicketWebhooks/Fields"; never an id
+    endpoint: str
+    """Limit / metric key: the first path segment ("Tickets"), never an id."""
     action: Action
     host: str
     username: str
     item_id: int | None = None
+    resource: str = ""
+    """What people read in messages ("TicketWebhooks/Fields"); defaults to ``endpoint``."""
+
+    @property
+    def subject(self) -> str:
+        return self.resource or self.endpoint
 
 
 def parse_error_messages(body: bytes) -> list[str]:
@@ -161,7 +169,7 @@ def error_from_response(
     said = "; ".join(errors)
     lowered = said.lower()
     detail = f" Autotask said: {said}" if said else ""
-    where = f"{ctx.method} {ctx.endpoint}"
+    where = f"{ctx.method} {ctx.subject}"
     retry_after = parse_retry_after(headers.get("Retry-After"))
 
     if any(t in lowered for t in _THREAD_TEXT):
@@ -174,11 +182,19 @@ def error_from_response(
             errors=errors,
             retry_after=retry_after,
         )
-    if status == 429 or any(t in lowered for t in _HOURLY_TEXT):
+    if any(t in lowered for t in _HOURLY_TEXT):
         return HourlyLimitError(
             f"the tenant's hourly API request threshold is used up (HTTP {status} on {where}); "
             "calls resume as the rolling hour frees up. Every integration on the tenant shares "
             f"this budget: check Admin > API Usage for the heaviest one.{detail}",
+            status=status,
+            errors=errors,
+            retry_after=retry_after,
+        )
+    if status == 429:
+        return RateLimitError(
+            f"Autotask refused {where} for load (HTTP 429); the client pauses this connection "
+            f"for the Retry-After time (or a minute) and tries again.{detail}",
             status=status,
             errors=errors,
             retry_after=retry_after,
@@ -194,7 +210,7 @@ def error_from_response(
             errors=errors,
         )
     if any(t in lowered for t in _NOT_FOUND_TEXT) or status == 404:
-        what = f"{ctx.endpoint} {ctx.item_id}" if ctx.item_id is not None else ctx.endpoint
+        what = f"{ctx.subject} {ctx.item_id}" if ctx.item_id is not None else ctx.subject
         return NotFoundError(
             f"{what} was not found (HTTP {status} on {where}): it does not exist, was "
             f"deleted, or the API user's security level cannot see it.{detail}",
@@ -227,8 +243,8 @@ def error_from_response(
 
 def permission_message(ctx: CallContext) -> str:
     """``the API user's security level lacks <permission> on <entity>``, with the fix."""
-    entity = ctx.endpoint.split("/")[0]
-    if "webhook" in ctx.endpoint.lower() and ctx.action != "read":
+    entity = ctx.endpoint
+    if "webhook" in ctx.subject.lower() and ctx.action != "read":
         permission = "'Can create WebHooks' (with a maximum webhook count of at least 1)"
     else:
         permission = _PERMISSION_NAMES[ctx.action]

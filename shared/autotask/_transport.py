@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 
 from shared.autotask._errors import CallContext, Redactor, error_from_response
+from shared.autotask._metrics import requests_total
 from shared.autotask.connection import API_VERSION, Connection
 from shared.errors import AutotaskConnectionError, AutotaskServerError
-from shared.metrics import AUTOTASK_REQUESTS
 
 _JSON = "application/json"
 
@@ -77,12 +77,12 @@ class Transport:
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = self._redact(str(exc)) or "no details"
             raise AutotaskConnectionError(
-                f"{ctx.method} {ctx.endpoint}: the call to {ctx.host} did not complete "
+                f"{ctx.method} {ctx.subject}: the call to {ctx.host} did not complete "
                 f"({type(exc).__name__}: {reason}); it is retried",
                 status=status,
             ) from exc
         finally:
-            AUTOTASK_REQUESTS.labels(
+            requests_total(
                 self._connection.name,
                 ctx.endpoint,
                 ctx.method,
@@ -91,7 +91,7 @@ class Transport:
 
         if 300 <= status < 400:
             raise AutotaskServerError(
-                f"{ctx.method} {ctx.endpoint}: {ctx.host} answered with a redirect (HTTP "
+                f"{ctx.method} {ctx.subject}: {ctx.host} answered with a redirect (HTTP "
                 f"{status}) that the client does not follow; check the zone URL "
                 "(AUTOTASK_SYNC_AUTOTASK_ZONE_URL) or leave it unset to discover it",
                 status=status,
@@ -120,7 +120,7 @@ class Transport:
     @staticmethod
     def _truncated(ctx: CallContext, status: int, what: str) -> AutotaskConnectionError:
         return AutotaskConnectionError(
-            f"{ctx.method} {ctx.endpoint}: Autotask answered HTTP {status} with {what}; "
+            f"{ctx.method} {ctx.subject}: Autotask answered HTTP {status} with {what}; "
             "the response was probably cut off, so the call is retried",
             status=status,
         )

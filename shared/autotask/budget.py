@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import structlog
 
+from shared.autotask._metrics import budget_used_ratio
 from shared.autotask.clock import Clock
 from shared.autotask.models import ThresholdInfo
-from shared.errors import AutotaskError
-from shared.metrics import AUTOTASK_BUDGET_USED_RATIO
+from shared.errors import AuthenticationError, AutotaskError
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +78,7 @@ class BudgetTracker:
         self._calls_since += 1
         ratio = self.used_ratio
         if ratio is not None:
-            AUTOTASK_BUDGET_USED_RATIO.labels(self._connection).set(ratio)
+            budget_used_ratio(self._connection).set(ratio)
 
     def observe(self, info: ThresholdInfo) -> None:
         """A fresh reading (from the tracker's own refresh or any explicit call)."""
@@ -86,12 +86,13 @@ class BudgetTracker:
         self._read_at = self._attempted_at = self._clock.monotonic()
         self._calls_since = 0
         self._exhausted = False
-        AUTOTASK_BUDGET_USED_RATIO.labels(self._connection).set(info.used_ratio)
+        budget_used_ratio(self._connection).set(info.used_ratio)
 
     def mark_exhausted(self) -> None:
         """Autotask said the hourly threshold is used up: treat usage as 100% until a reading."""
         self._exhausted = True
-        AUTOTASK_BUDGET_USED_RATIO.labels(self._connection).set(1.0)
+        self._attempted_at = None  # the next check may read at once, whatever the last read
+        budget_used_ratio(self._connection).set(1.0)
 
     async def current(self, *, confirm: bool = False) -> float | None:
         """Usage now, reading ``ThresholdInformation`` first if a reading is due.
@@ -123,9 +124,13 @@ class BudgetTracker:
         self._attempted_at = self._clock.monotonic()
         try:
             self.observe(await reader())
+        except AuthenticationError:
+            # The call this reading was for would fail the same way; trying it anyway would
+            # be one more failed login towards the API user's lockout.
+            raise
         except AutotaskError as exc:
             # Usage unknown is no reason to stop working: keep the estimate, the calls
-            # themselves will surface auth or limit errors.
+            # themselves will surface limit errors.
             log.warning(
                 "autotask.budget.read_failed",
                 connection=self._connection,

@@ -41,8 +41,9 @@ class ManualClock:
     """A clock for tests: sleeping advances virtual time instantly and is recorded.
 
     ``sleeps`` lists every wait requested, so a test can assert that a 429 honoured
-    ``Retry-After`` without waiting for it. ``on_sleep`` (optional) runs after each advance and
-    lets a test change the world mid-wait (e.g. lower the simulator's usage).
+    ``Retry-After`` without waiting for it. ``on_sleep`` hooks run as each wait starts (before
+    virtual time moves), so a test can look at the waiting state and change the world
+    mid-wait (e.g. lower the simulator's usage).
     """
 
     def __init__(self, start: float = 1_000.0) -> None:
@@ -56,9 +57,9 @@ class ManualClock:
     async def sleep(self, seconds: float) -> None:
         seconds = max(0.0, seconds)
         self.sleeps.append(seconds)
-        self.now += seconds
         for hook in list(self.on_sleep):
             await hook(seconds)
+        self.now += seconds
         # Yield once so a "sleeping" task still lets others run, as a real sleep would.
         await asyncio.sleep(0)
 

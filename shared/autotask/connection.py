@@ -16,14 +16,15 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from yarl import URL
 
+from shared.autotask._metrics import requests_total
 from shared.autotask.clock import Clock
 from shared.autotask.models import ZoneInfo
 from shared.errors import ConfigError, ZoneLookupError
-from shared.metrics import AUTOTASK_REQUESTS
 from shared.settings import AutotaskSettings
 
 DEFAULT_ZONE_LOOKUP_URL = "https://webservices.autotask.net/atservicesrest"
 API_VERSION = "v1.0"
+_CONFIRMED_SECONDS = 60.0
 
 
 def normalize_root(url: str) -> str:
@@ -140,7 +141,7 @@ async def lookup_zone(
             retriable=True,
         ) from exc
     finally:
-        AUTOTASK_REQUESTS.labels(connection.name, "zoneInformation", "GET", str(status)).inc()
+        requests_total(connection.name, "zoneInformation", "GET", str(status)).inc()
     if status == 429 or status > 500:
         raise ZoneLookupError(
             f"{where} answered HTTP {status}; try again later", status=status, retriable=True
@@ -190,6 +191,8 @@ class ZoneResolver:
         self._ttl = ttl
         self._info: ZoneInfo | None = None
         self._expires = 0.0
+        # A root a fresh lookup confirmed after a 401: the credentials are wrong, not the zone.
+        self._confirmed: tuple[str, float] | None = None
         self._lock = asyncio.Lock()  # 50 first calls at once make one lookup, not 50
 
     @property
@@ -224,9 +227,20 @@ class ZoneResolver:
         async with self._lock:
             if self._info is not None and self._info.url != failed_root:
                 return True
+            now = self._clock.monotonic()
+            confirmed = self._confirmed
+            if (
+                confirmed is not None
+                and confirmed[0] == failed_root
+                and now - confirmed[1] < _CONFIRMED_SECONDS
+            ):
+                return False  # just looked: concurrent 401s need not all ask again
             await self._refresh()
             assert self._info is not None
-            return self._info.url != failed_root
+            if self._info.url == failed_root:
+                self._confirmed = (failed_root, now)
+                return False
+            return True
 
     async def _refresh(self) -> None:
         self._info = await self._lookup()

@@ -24,10 +24,10 @@ from enum import IntEnum
 
 import structlog
 
+from shared.autotask._metrics import inflight, throttle_wait_seconds
 from shared.autotask.budget import BudgetConfig, BudgetTracker
 from shared.autotask.clock import Clock
 from shared.errors import DeadlineExceededError, HourlyLimitError, RateLimitError, ThreadLimitError
-from shared.metrics import AUTOTASK_INFLIGHT, AUTOTASK_THROTTLE_WAIT_SECONDS
 
 log = structlog.get_logger(__name__)
 
@@ -153,16 +153,14 @@ class Limiter:
         await semaphore.acquire(priority)
         waited = self._clock.monotonic() - start
         if waited > 0:
-            AUTOTASK_THROTTLE_WAIT_SECONDS.labels(self.connection, priority.name.lower()).inc(
-                waited
-            )
-        inflight = AUTOTASK_INFLIGHT.labels(self.connection, endpoint)
-        inflight.inc()
+            throttle_wait_seconds(self.connection, priority.name.lower()).inc(waited)
+        gauge = inflight(self.connection, endpoint)
+        gauge.inc()
         self.budget.record_call()
         try:
             yield
         finally:
-            inflight.dec()
+            gauge.dec()
             semaphore.release()
 
     def back_off(self, endpoint: str, exc: RateLimitError) -> float:

@@ -134,7 +134,8 @@ async def retrying(
                 error=type(exc).__name__,
                 status=exc.status,
             )
-            await clock.sleep(delay)
+            if delay > 0:
+                await clock.sleep(delay)
 
 
 __all__ = ["NO_RETRY", "Decision", "RetryPolicy", "retry_reason", "retrying"]

@@ -1,0 +1,90 @@
+"""Fixtures for the client tests: a fresh simulator per test and clients wired to it.
+
+Each test gets its own simulator (start-up takes tens of milliseconds), so faults, limits,
+security levels and zone moves never leak between tests. Clients use a ManualClock: retries,
+429 pauses and budget waits happen instantly and are recorded in ``clock.sleeps``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from shared.autotask import AutotaskClient, ClientConfig, Connection, ManualClock
+from tools.autotask_sim import SimulatorConfig, run_simulator
+from tools.autotask_sim.server import Simulator
+
+MakeClient = Callable[..., Awaitable[AutotaskClient]]
+
+
+@pytest.fixture
+def sim_config() -> SimulatorConfig:
+    """Override in a test module (or parametrize) to shape the tenant."""
+    return SimulatorConfig(seed=7, companies=50, tickets=200, contacts=60, ticket_notes=120)
+
+
+@pytest.fixture
+async def sim(sim_config: SimulatorConfig) -> AsyncIterator[Simulator]:
+    async with run_simulator(sim_config) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def connection_for(sim: Simulator, **overrides: Any) -> Connection:
+    values: dict[str, Any] = {
+        "name": "test",
+        "username": sim.username,
+        "secret": SecretStr(sim.secret),
+        "integration_code": SecretStr(sim.integration_code),
+        "zone_lookup_url": sim.zone_lookup_url,
+    }
+    values.update(overrides)
+    return Connection(**values)
+
+
+@pytest.fixture
+async def make_client(sim: Simulator, clock: ManualClock) -> AsyncIterator[MakeClient]:
+    """``await make_client(config=..., connection=..., **connection_overrides)``."""
+    clients: list[AutotaskClient] = []
+
+    async def make(
+        config: ClientConfig | None = None,
+        connection: Connection | None = None,
+        **overrides: Any,
+    ) -> AutotaskClient:
+        client = AutotaskClient(
+            connection or connection_for(sim, **overrides),
+            config=config,
+            clock=clock,
+            rng=random.Random(0),
+        )
+        clients.append(client)
+        return await client.__aenter__()
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> AutotaskClient:
+    return await make_client()
+
+
+def truth(sim: Simulator, entity: str) -> list[dict[str, Any]]:
+    """The simulator's records as the REST API renders them (tuples become lists)."""
+    rows: list[dict[str, Any]] = json.loads(json.dumps(sim.state.entities(entity)))
+    return rows
+
+
+def requests_to(sim: Simulator, endpoint: str) -> int:
+    return sim.state.requests.by_endpoint[endpoint]
