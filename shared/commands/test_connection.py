@@ -245,6 +245,12 @@ async def _webhooks(client: AutotaskClient) -> dict[str, Any]:
 
 def _explain(step: str, exc: SyncError) -> dict[str, str]:
     fix = next((text for cls, text in FIXES if isinstance(exc, cls)), "see the cause above")
+    if isinstance(exc, ZoneLookupError) and exc.retriable:
+        # The lookup never got an answer: the username is not the problem yet.
+        fix = (
+            "check network access from here to the zone lookup host (proxy, firewall, DNS), "
+            "or set AUTOTASK_SYNC_AUTOTASK_ZONE_URL to the tenant's REST URL to skip discovery"
+        )
     return {"step": step, "type": type(exc).__name__, "cause": str(exc), "fix": fix}
 
 

@@ -116,3 +116,13 @@ async def test_resources_hidden_by_the_security_level_is_still_a_working_login(s
     code, out = await run_cli(sim)
     assert code == 0, out
     assert f"API user:    {sim.username} (authenticated; not visible)" in out
+
+
+async def test_unreachable_zone_lookup_points_at_the_network(sim: Simulator):
+    code, out = await run_cli(
+        sim, AUTOTASK_SYNC_AUTOTASK_ZONE_LOOKUP_URL="http://127.0.0.1:1/atservicesrest"
+    )
+    assert code == 1, out
+    assert "FAILED at zone discovery" in out
+    assert "could not reach" in out
+    assert "fix:   check network access" in out
