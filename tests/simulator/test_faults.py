@@ -16,14 +16,14 @@ TICKET = 7000
 
 
 async def test_extra_latency(api: Api) -> None:
-    assert (await api.admin("PATCH", "faults", {"latency_s": 0.2})).status == 200
+    assert (await api.admin("PATCH", "faults", {"latency_s": 0.5})).status == 200
     start = time.perf_counter()
     assert (await api.get("Companies/0")).status == 200
-    assert time.perf_counter() - start >= 0.2
+    assert time.perf_counter() - start >= 0.5
     assert (await api.admin("DELETE", "faults")).status == 200
     start = time.perf_counter()
     await api.get("Companies/0")
-    assert time.perf_counter() - start < 0.2
+    assert time.perf_counter() - start < 0.5  # wide: a busy machine adds its own delays
 
 
 @pytest.mark.parametrize(
