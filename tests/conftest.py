@@ -8,6 +8,7 @@ for tests that do not ask for it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -77,3 +78,20 @@ async def fresh_database(database_url: str) -> AsyncIterator[str]:
 def unique() -> str:
     """A short unique suffix for topic and group names, so tests never share state."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(autouse=True)
+async def _fail_on_unhandled_loop_errors() -> AsyncIterator[None]:
+    """A test that leaves an error nobody handled on the event loop fails (e.g. a task whose
+    exception was never retrieved), instead of the error only reaching a log."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        yield
+        await asyncio.sleep(0)  # let callbacks scheduled by the test's last step run
+    finally:
+        loop.set_exception_handler(previous)
+    if errors:
+        pytest.fail(f"unhandled event-loop errors: {[e.get('message') for e in errors]}")
