@@ -223,6 +223,7 @@ RESOURCES = EntitySpec(
     last_modified_field=None,
     create_field=None,
     table="resources",
+    can_delete=False,  # resources are deactivated, never deleted through the API
     promoted=(
         PromotedColumn("user_name", "userName", "text"),
         PromotedColumn("email", "email", "text"),
