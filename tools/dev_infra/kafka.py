@@ -2,7 +2,7 @@
 
 No Docker and no Apache download mirror are needed: Maven resolves ``kafka_2.13`` and its runtime
 dependencies into a cache folder outside the repository (keyed by version), and the broker runs
-with ``java -cp``. See docs/local-kafka.md for the reasoning behind each setting.
+with ``java -cp``. See docs/adr/0001-local-kafka-from-maven-jars.md for the reasoning.
 """
 
 from __future__ import annotations
