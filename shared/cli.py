@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "migrate": ("shared.commands.migrate", "apply pending database migrations"),
     "simulator": ("tools.autotask_sim.cli", "run the built-in Autotask simulator"),
+    "topics": ("shared.commands.topics", "list the Kafka topics, or create the missing ones"),
     "test-connection": (
         "shared.commands.test_connection",
         "check Autotask credentials, zone, usage and webhook permission",
