@@ -21,13 +21,10 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
-import platform
 import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-RESULTS = Path(__file__).parent / "results" / "simulator.json"
+from bench.report import latency_summary, write_results
+
 TICKETS = 100_000
 PAGE = 100
 Request = Callable[[aiohttp.ClientSession, random.Random], Awaitable[int]]
@@ -115,21 +113,9 @@ def _simulator_process(conn: Connection, tickets: int) -> None:
 # ----------------------------------------------------------------------- load driver
 
 
-@dataclass
-class Result:
-    scenario: str
-    server: str
-    requests: int
-    seconds: float
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    non_200: int
-
-
 async def drive(
     name: str, server: str, request: Request, concurrency: int, seconds: float, max_requests: int
-) -> Result:
+) -> dict[str, Any]:
     """``concurrency`` clients issue ``request`` until the time or request budget is spent."""
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
@@ -152,18 +138,16 @@ async def drive(
 
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         elapsed = loop.time() - start
-    latencies.sort()
     count = len(latencies)
-    return Result(
-        scenario=name,
-        server=server,
-        requests=count,
-        seconds=round(elapsed, 3),
-        rps=round(count / elapsed, 1),
-        p50_ms=round(latencies[count // 2] * 1000, 2),
-        p99_ms=round(latencies[min(count - 1, int(count * 0.99))] * 1000, 2),
-        non_200=count - statuses[200],
-    )
+    return {
+        "scenario": name,
+        "server": server,
+        "requests": count,
+        "seconds": round(elapsed, 3),
+        "req_per_s": round(count / elapsed, 1),
+        **latency_summary(latencies),
+        "non_200": count - statuses[200],
+    }
 
 
 def _get_request(url: Callable[[random.Random], str], headers: dict[str, str]) -> Request:
@@ -189,7 +173,7 @@ def _post_request(
 # --------------------------------------------------------------------------- main
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     ctx = multiprocessing.get_context("spawn")
     sim_conn, sim_child = ctx.Pipe()
     sim_proc = ctx.Process(target=_simulator_process, args=(sim_child, args.tickets), daemon=True)
@@ -249,14 +233,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         conn.send("stop")
     for proc in (sim_proc, base_proc):
         await asyncio.to_thread(proc.join, 15)
-    return {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "aiohttp": aiohttp.__version__,
-        },
+    for row in results:  # each scenario against the bare handler of the same run
+        baseline = next(r for r in results if r["scenario"] == row["scenario"])
+        row["ratio_vs_baseline"] = round(row["req_per_s"] / baseline["req_per_s"], 3)
+    context = {
+        "aiohttp": aiohttp.__version__,
         "settings": {"concurrency": c, "seconds": s, "max_requests": m, "tickets": args.tickets},
-        "throughput": [asdict(r) for r in results],
         "tenant": {
             "records": info["records"],
             "generation_and_start_seconds": round(info["start_seconds"], 2),
@@ -268,35 +250,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "page_bytes": len(page_bytes),
         "item_bytes": len(get_body),
     }
-
-
-def render(report: dict[str, Any]) -> str:
-    rows = report["throughput"]
-    lines = [
-        f"{'scenario':<24} {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'requests':>9} {'non-200':>8}",
-        "-" * 82,
-    ]
-    for r in rows:
-        lines.append(
-            f"{r['scenario']:<24} {r['server']:<10} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} "
-            f"{r['p99_ms']:>8.2f} {r['requests']:>9} {r['non_200']:>8}"
-        )
-    for scenario in dict.fromkeys(r["scenario"] for r in rows):
-        pair = {r["server"]: r["rps"] for r in rows if r["scenario"] == scenario}
-        ratio = pair["simulator"] / pair["baseline"] if pair.get("baseline") else float("nan")
-        lines.append(f"{scenario}: simulator sustains {ratio:.0%} of bare aiohttp")
-    tenant = report["tenant"]
-    lines += [
-        "",
-        f"tenant: {tenant['records']}",
-        f"generation + start: {tenant['generation_and_start_seconds']} s; "
-        f"RSS {tenant['rss_before_mib']} → {tenant['rss_after_mib']} MiB "
-        f"(tenant ≈ {tenant['rss_tenant_mib']} MiB; bare aiohttp process "
-        f"{tenant['baseline_process_rss_mib']} MiB)",
-        f"response sizes: item {report['item_bytes']} B, page {report['page_bytes']} B",
-    ]
-    return "\n".join(lines)
+    return results, context
 
 
 def main() -> None:
@@ -309,12 +263,16 @@ def main() -> None:
     args = parser.parse_args()
     args.seconds = args.seconds or (1.5 if args.quick else 5.0)
     args.max_requests = args.max_requests or (20_000 if args.quick else 200_000)
-    report = asyncio.run(run(args))
-    report["settings"]["quick"] = args.quick
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(render(report))
-    print(f"\nwrote {RESULTS}")
+    rows, context = asyncio.run(run(args))
+    context["settings"]["quick"] = args.quick
+    write_results("simulator", rows, **context)
+    tenant = context["tenant"]
+    print(
+        f"tenant {tenant['records']}: generated and started in "
+        f"{tenant['generation_and_start_seconds']} s, RSS {tenant['rss_before_mib']} -> "
+        f"{tenant['rss_after_mib']} MiB (bare aiohttp process: "
+        f"{tenant['baseline_process_rss_mib']} MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -87,6 +87,13 @@ class BaseResources:
     pool: asyncpg.Pool
     producer: AIOKafkaProducer | None
 
+    def readiness_checks(self) -> dict[str, ReadinessCheck]:
+        """A check per dependency opened here, for ``/readyz``."""
+        checks = {"postgres": postgres_check(self.pool)}
+        if self.producer is not None:
+            checks["kafka"] = kafka_check(self.producer)
+        return checks
+
 
 async def open_base_resources(
     runner: ServiceRunner, settings: BaseServiceSettings, *, kafka: bool

@@ -29,7 +29,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackEnv]:
-    reused = None if os.environ.get("DATABASE_URL") else running_stack()
+    configured = any(
+        os.environ.get(name)
+        for name in ("DATABASE_URL", "AUTOTASK_SYNC_DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS",
+                     "AUTOTASK_SYNC_KAFKA_BOOTSTRAP_SERVERS")
+    )  # fmt: skip
+    reused = None if configured else running_stack()
     if reused is not None:
         yield reused
         return

@@ -19,7 +19,6 @@ import asyncio
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 from pydantic import SecretStr
@@ -31,7 +30,7 @@ from shared.kafka import ensure_topics
 from shared.logging import configure_logging
 from shared.migrations import apply_migrations
 from shared.topics import Topics
-from tools.autotask_sim import SimulatorConfig, run_simulator
+from tools.autotask_sim import Simulator, SimulatorConfig, run_simulator
 from tools.dev_infra.stack import DevStack
 
 SEED = 42
@@ -78,7 +77,7 @@ async def demo(database_url: str, bootstrap: str) -> None:
     )
 
 
-async def _sync_snapshot(sim: Any, conn: Connection) -> None:
+async def _sync_snapshot(sim: Simulator, conn: Connection) -> None:
     sim.reset_counters()
     async with AutotaskClient(conn) as client:
         started = time.perf_counter()

@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tools.dev_infra import cli
-from tools.dev_infra.processes import pid_alive, port_open
+from tools.dev_infra.processes import pid_alive, port_open, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +27,12 @@ sys.stdin.read()  # wait to be killed
 """
 
 
-def _wait_gone(pid: int, paths: list[str], limit: float = 15.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if not pid_alive(pid) and not any(Path(p).exists() for p in paths):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"pid {pid} alive={pid_alive(pid)}; leftover={paths}")
+def _wait_gone(pid: int, paths: list[str]) -> None:
+    wait_until(
+        lambda: not pid_alive(pid) and not any(Path(p).exists() for p in paths),
+        timeout=15,
+        what=f"stopping pid {pid} and removing {paths}",
+    )
 
 
 def test_killed_owner_leaves_no_server_or_data() -> None:

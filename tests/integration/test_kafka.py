@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -13,6 +16,27 @@ from shared.kafka import ensure_topics, make_consumer, make_producer, produce
 from shared.topics import Topics, TopicSpec
 
 pytestmark = pytest.mark.integration
+
+
+async def _produce_numbers(bootstrap: str, topic: str, count: int) -> None:
+    """Send b"0", b"1", ... under one key, each acknowledged before the next."""
+    producer = make_producer(bootstrap, client_id="test")
+    await producer.start()
+    try:
+        for n in range(count):
+            await produce(producer, topic, key=b"k", value=str(n).encode())
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def _consumer(bootstrap: str, topic: str, group: str, **options) -> AsyncIterator:
+    consumer = make_consumer(bootstrap, topic, group_id=group, client_id="test", **options)
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 async def _consume(consumer, count: int, limit: float = 20.0):
@@ -46,12 +70,8 @@ async def test_keyed_message_with_headers_round_trips(kafka_bootstrap: str, uniq
     finally:
         await producer.stop()
 
-    consumer = make_consumer(kafka_bootstrap, topic, group_id=f"g-{unique}", client_id="test")
-    await consumer.start()
-    try:
+    async with _consumer(kafka_bootstrap, topic, f"g-{unique}") as consumer:
         records = await _consume(consumer, 6)
-    finally:
-        await consumer.stop()
 
     by_key: dict[bytes, list] = {}
     for record in records:
@@ -71,35 +91,16 @@ async def test_restarted_consumer_resumes_at_committed_offset(
 ) -> None:
     topic, group = f"test.resume.{unique}", f"g-{unique}"
     await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1)])
-    producer = make_producer(kafka_bootstrap, client_id="test")
-    await producer.start()
-    try:
-        for n in range(10):
-            await produce(producer, topic, key=b"k", value=str(n).encode())
-    finally:
-        await producer.stop()
+    await _produce_numbers(kafka_bootstrap, topic, 10)
 
-    first = make_consumer(
-        kafka_bootstrap, topic, group_id=group, client_id="test", max_poll_records=4
-    )
-    await first.start()
-    try:
-        records = await _consume(first, 4)
-        processed = records[:4]
+    async with _consumer(kafka_bootstrap, topic, group, max_poll_records=4) as first:
+        processed = (await _consume(first, 4))[:4]
         # Commit exactly what was processed; anything fetched beyond it must come back.
         last = processed[-1]
-        from aiokafka import TopicPartition
-
         await first.commit({TopicPartition(topic, last.partition): last.offset + 1})
-    finally:
-        await first.stop()
 
-    second = make_consumer(kafka_bootstrap, topic, group_id=group, client_id="test")
-    await second.start()
-    try:
+    async with _consumer(kafka_bootstrap, topic, group) as second:
         rest = await _consume(second, 6)
-    finally:
-        await second.stop()
     assert [r.value for r in processed] == [b"0", b"1", b"2", b"3"]
     assert [r.value for r in rest] == [str(n).encode() for n in range(4, 10)]
 
@@ -107,20 +108,10 @@ async def test_restarted_consumer_resumes_at_committed_offset(
 async def test_uncommitted_messages_are_redelivered(kafka_bootstrap: str, unique: str) -> None:
     topic, group = f"test.redeliver.{unique}", f"g-{unique}"
     await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 1)])
-    producer = make_producer(kafka_bootstrap, client_id="test")
-    await producer.start()
-    try:
-        for n in range(3):
-            await produce(producer, topic, key=b"k", value=str(n).encode())
-    finally:
-        await producer.stop()
+    await _produce_numbers(kafka_bootstrap, topic, 3)
     for _attempt in range(2):  # a crash before commit: both consumers see all three
-        consumer = make_consumer(kafka_bootstrap, topic, group_id=group, client_id="test")
-        await consumer.start()
-        try:
+        async with _consumer(kafka_bootstrap, topic, group) as consumer:
             records = await _consume(consumer, 3)
-        finally:
-            await consumer.stop()
         assert [r.value for r in records] == [b"0", b"1", b"2"]
 
 

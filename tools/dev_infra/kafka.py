@@ -13,17 +13,12 @@ import os
 import secrets
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import InfrastructureError
-from tools.dev_infra import watchdog
-from tools.dev_infra.processes import (
-    free_port,
-    port_open,
-    require_tool,
-    wait_until,
-)
+from tools.dev_infra.launch import ServerProcess, launch, run_checked
+from tools.dev_infra.processes import free_port, require_tool
 
 KAFKA_VERSION = "4.2.1"
 SCALA_VERSION = "2.13.17"
@@ -128,16 +123,10 @@ def new_cluster_id() -> str:
 
 
 @dataclass(frozen=True)
-class KafkaProcess:
+class KafkaProcess(ServerProcess):
     """A running local broker."""
 
-    pid: int
-    port: int
     controller_port: int
-    data_dir: Path
-    log_file: Path
-    # Kept so the Popen object is reaped by its owner rather than warned about when collected.
-    process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -181,8 +170,7 @@ def start_kafka(
 ) -> KafkaProcess:
     """Format storage and start one KRaft node on 127.0.0.1 free ports; wait until it serves.
 
-    ``owned_by_caller`` ties the JVM's life to the calling process (test sessions); the CLI
-    passes False so the broker outlives ``autotask-sync dev-infra up``.
+    ``owned_by_caller``: see :func:`tools.dev_infra.launch.launch`.
     """
     java = require_tool("java", [], _INSTALL_JAVA)
     jar_dir = resolve_jars()
@@ -196,10 +184,9 @@ def start_kafka(
     props.write_text(_server_properties(port, controller_port, log_dir))
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(_LOG4J2)
-    log_file = data_dir / "broker.log"
     common = [f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
 
-    fmt = subprocess.run(
+    run_checked(
         [
             str(java),
             "-Xmx256m",
@@ -213,51 +200,32 @@ def start_kafka(
             str(props),
             "--ignore-formatted",
         ],
-        capture_output=True,
-        check=False,
+        "formatting Kafka storage",
         timeout=120,
     )
-    if fmt.returncode != 0:
-        raise InfrastructureError(
-            "formatting Kafka storage failed: " + fmt.stderr.decode(errors="replace")[-2000:]
-        )
-
-    with log_file.open("wb") as out:
-        # The JVM's output goes to a file: an undrained pipe would eventually block the broker.
-        process = subprocess.Popen(
-            [
-                str(java),
-                "-Xms256m",
-                f"-Xmx{heap}",
-                "-XX:+UseG1GC",
-                "-XX:MaxGCPauseMillis=20",
-                "-Djava.awt.headless=true",
-                *common,
-                "kafka.Kafka",
-                str(props),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    broker = KafkaProcess(process.pid, port, controller_port, data_dir, log_file, process)
-    if owned_by_caller:
-        watchdog.spawn(os.getpid(), process.pid, data_dir)
-    try:
-        wait_until(
-            lambda: port_open(port),
-            timeout=timeout,
-            what="Kafka broker",
-            process=process,
-            log_file=log_file,
-        )
-        asyncio.run(wait_for_metadata(broker.bootstrap_servers, deadline=timeout))
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    return broker
+    bootstrap_servers = f"127.0.0.1:{port}"
+    process = launch(
+        [
+            str(java),
+            "-Xms256m",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            *common,
+            "kafka.Kafka",
+            str(props),
+        ],
+        what="Kafka broker",
+        port=port,
+        data_dir=data_dir,
+        log_file=data_dir / "broker.log",
+        owned_by_caller=owned_by_caller,
+        timeout=timeout,
+        # The port opens slightly before the broker serves: wait for a real admin round trip.
+        ready=lambda: asyncio.run(wait_for_metadata(bootstrap_servers, deadline=timeout)),
+    )
+    return KafkaProcess(process, port, data_dir, data_dir / "broker.log", controller_port)
 
 
 async def wait_for_metadata(bootstrap_servers: str, *, deadline: float) -> None:

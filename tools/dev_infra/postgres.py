@@ -13,18 +13,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shared.errors import InfrastructureError
-from tools.dev_infra import watchdog
-from tools.dev_infra.processes import (
-    free_port,
-    port_open,
-    require_tool,
-    wait_until,
-)
+from tools.dev_infra.launch import ServerProcess, launch, run_checked
+from tools.dev_infra.processes import free_port, require_tool
 
 DATABASE = "autotask_sync"
 SUPERUSER = "postgres"
@@ -47,25 +42,18 @@ def _binary_dirs() -> list[Path]:
 
 
 @dataclass(frozen=True)
-class PostgresProcess:
+class PostgresProcess(ServerProcess):
     """A running throwaway cluster."""
-
-    pid: int
-    port: int
-    data_dir: Path
-    log_file: Path
-    # Kept so the Popen object is reaped by its owner rather than warned about when collected.
-    process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
 
     @property
     def dsn(self) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
 
 
-def _run_as() -> tuple[str | None, int | None, int | None]:
-    """Which user to run the server as: ourselves unless we are root."""
+def _server_user() -> dict[str, Any]:
+    """``subprocess`` options that run the server as an unprivileged user when we are root."""
     if os.geteuid() != 0:
-        return None, None, None
+        return {}
     name = os.environ.get("AUTOTASK_SYNC_PG_USER", "postgres")
     try:
         entry = pwd.getpwnam(name)
@@ -75,7 +63,7 @@ def _run_as() -> tuple[str | None, int | None, int | None]:
             "Create an unprivileged user (e.g. `useradd --system postgres`) or set "
             "AUTOTASK_SYNC_PG_USER to one"
         ) from None
-    return name, entry.pw_uid, entry.pw_gid
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def start_postgres(
@@ -86,108 +74,53 @@ def start_postgres(
     initdb = require_tool("initdb", dirs, _INSTALL_POSTGRES)
     postgres = require_tool("postgres", [initdb.parent, *dirs], _INSTALL_POSTGRES)
     createdb = require_tool("createdb", [initdb.parent, *dirs], _INSTALL_POSTGRES)
-    user, uid, gid = _run_as()
+    as_server_user = _server_user()
 
     data_root.mkdir(parents=True, exist_ok=True)
     data_dir = data_root / "pgdata"
-    log_file = data_root / "postgres.log"
-    if uid is not None and gid is not None:
-        os.chown(data_root, uid, gid)
+    if as_server_user:
+        os.chown(data_root, as_server_user["user"], as_server_user["group"])
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
 
-    init = subprocess.run(
-        [
-            str(initdb),
-            "-D",
-            str(data_dir),
-            "-U",
-            SUPERUSER,
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        capture_output=True,
-        check=False,
-        user=user,
-        group=gid,
+    run_checked(
+        [str(initdb), "-D", str(data_dir), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
+         "--no-sync"],
+        "initdb",
         env=env,
         cwd=data_root,
         timeout=120,
-    )
-    if init.returncode != 0:
-        raise InfrastructureError("initdb failed: " + init.stderr.decode(errors="replace")[-2000:])
-
+        **as_server_user,
+    )  # fmt: skip
     port = free_port()
-    with log_file.open("wb") as out:
-        if uid is not None and gid is not None:
-            os.chown(log_file, uid, gid)
-        process = subprocess.Popen(
-            [
-                *_drop_privileges(uid, gid),
-                str(postgres),
-                "-D",
-                str(data_dir),
-                "-p",
-                str(port),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                f"unix_socket_directories={data_root}",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=200",
-                "-c",
-                "shared_buffers=128MB",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=data_root,
-            start_new_session=True,
-        )
-    server = PostgresProcess(process.pid, port, data_root, log_file, process)
-    if owned_by_caller:
-        watchdog.spawn(os.getpid(), process.pid, data_root)
-    try:
-        wait_until(
-            lambda: port_open(port),
-            timeout=timeout,
-            what="PostgreSQL",
-            process=process,
-            log_file=log_file,
-        )
-        created = subprocess.run(
+    settings = {
+        "listen_addresses": "127.0.0.1",
+        "unix_socket_directories": str(data_root),
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "max_connections": "200",
+        "shared_buffers": "128MB",
+    }
+    process = launch(
+        [str(postgres), "-D", str(data_dir), "-p", str(port),
+         *(arg for key, value in settings.items() for arg in ("-c", f"{key}={value}"))],
+        what="PostgreSQL",
+        port=port,
+        data_dir=data_root,
+        log_file=data_root / "postgres.log",
+        owned_by_caller=owned_by_caller,
+        timeout=timeout,
+        ready=lambda: run_checked(
             [str(createdb), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, DATABASE],
-            capture_output=True,
-            check=False,
+            "createdb",
             env=env,
             timeout=60,
-        )
-        if created.returncode != 0:
-            raise InfrastructureError(
-                "createdb failed: " + created.stderr.decode(errors="replace")[-2000:]
-            )
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    return server
-
-
-def _drop_privileges(uid: int | None, gid: int | None) -> list[str]:
-    """A ``setpriv`` prefix that switches to ``uid``/``gid`` (nothing when not root)."""
-    if uid is None or gid is None:
-        return []
-    setpriv = require_tool("setpriv", [Path("/usr/bin"), Path("/bin")], "util-linux")
-    return [str(setpriv), f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+        ),
+        env=env,
+        cwd=data_root,
+        **as_server_user,
+    )  # fmt: skip
+    return PostgresProcess(process, port, data_root, data_root / "postgres.log")
 
 
 def remove_data(data_root: Path) -> None:

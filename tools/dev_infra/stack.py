@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,71 +70,83 @@ class DevStack:
     timings: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     _containers: docker.Containers = field(default_factory=lambda: docker.Containers([]))
+    _docker: bool | None = field(default=None, repr=False)
 
     def up(self) -> StackEnv:
-        use_docker: bool | None = None
-
-        def docker_ok() -> bool:
-            nonlocal use_docker
-            if use_docker is None:
-                use_docker = docker.docker_available()
-            return use_docker
-
-        database_url = os.environ.get("DATABASE_URL") or os.environ.get(
-            "AUTOTASK_SYNC_DATABASE_URL"
-        )
-        if database_url or not self.postgres:
-            self.sources["postgres"] = "environment" if database_url else "not requested"
-            database_url = database_url or ""
-        else:
-            started = time.monotonic()
-            if docker_ok():
-                database_url = docker.start_postgres_container(self._containers)
-                self.sources["postgres"] = "testcontainers"
-            else:
-                data = Path(tempfile.mkdtemp(prefix="autotask-sync-pg-"))
-                data.chmod(0o755)
-                server = postgres.start_postgres(data, owned_by_caller=self.owned)
-                self.processes.postgres_pid = server.pid
-                if server.process is not None:
-                    self._keep(server.process)
-                self.processes.data_dirs.append(str(data))
-                database_url = server.dsn
-                self.sources["postgres"] = "local binaries"
-            self.timings["postgres_start_seconds"] = time.monotonic() - started
-
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get(
-            "AUTOTASK_SYNC_KAFKA_BOOTSTRAP_SERVERS"
-        )
-        if bootstrap or not self.kafka:
-            self.sources["kafka"] = "environment" if bootstrap else "not requested"
-            bootstrap = bootstrap or ""
-        else:
-            try:
-                started = time.monotonic()
-                if docker_ok():
-                    bootstrap = docker.start_kafka_container(self._containers)
-                    self.sources["kafka"] = "testcontainers"
-                else:
-                    jars_started = time.monotonic()
-                    kafka.resolve_jars()
-                    self.timings["kafka_jars_seconds"] = time.monotonic() - jars_started
-                    data = Path(tempfile.mkdtemp(prefix="autotask-sync-kafka-"))
-                    broker = kafka.start_kafka(data, owned_by_caller=self.owned)
-                    self.processes.kafka_pid = broker.pid
-                    if broker.process is not None:
-                        self._keep(broker.process)
-                    self.processes.data_dirs.append(str(data))
-                    bootstrap = broker.bootstrap_servers
-                    self.sources["kafka"] = "local jars"
-                self.timings["kafka_start_seconds"] = time.monotonic() - started
-            except BaseException:
-                self.down()
-                raise
+        try:
+            database_url = self._provide(
+                "postgres",
+                "DATABASE_URL",
+                self.postgres,
+                docker.start_postgres_container,
+                self._local_postgres,
+            )
+            bootstrap = self._provide(
+                "kafka",
+                "KAFKA_BOOTSTRAP_SERVERS",
+                self.kafka,
+                docker.start_kafka_container,
+                self._local_kafka,
+            )
+        except BaseException:
+            self.down()
+            raise
         self.processes.container_ids = [
             str(c.get_wrapped_container().id) for c in self._containers.started
         ]
         return StackEnv(database_url=database_url, kafka_bootstrap_servers=bootstrap)
+
+    def _provide(
+        self,
+        name: str,
+        variable: str,
+        wanted: bool,
+        in_container: Callable[[docker.Containers], str],
+        local: Callable[[], str],
+    ) -> str:
+        """The address of one service: configured, from a container, or started locally."""
+        # The prefixed name wins, as it does in shared.settings.
+        configured = os.environ.get(f"AUTOTASK_SYNC_{variable}") or os.environ.get(variable)
+        if configured or not wanted:
+            self.sources[name] = "environment" if configured else "not requested"
+            return configured or ""
+        started = time.monotonic()
+        if self._docker_available():
+            address = in_container(self._containers)
+            self.sources[name] = "testcontainers"
+        else:
+            address = local()
+        self.timings[f"{name}_start_seconds"] = time.monotonic() - started
+        return address
+
+    def _local_postgres(self) -> str:
+        server = postgres.start_postgres(self._new_data_dir("pg"), owned_by_caller=self.owned)
+        self.processes.postgres_pid = server.pid
+        self._keep(server.process)
+        self.sources["postgres"] = "local binaries"
+        return server.dsn
+
+    def _local_kafka(self) -> str:
+        started = time.monotonic()
+        kafka.resolve_jars()
+        self.timings["kafka_jars_seconds"] = time.monotonic() - started
+        broker = kafka.start_kafka(self._new_data_dir("kafka"), owned_by_caller=self.owned)
+        self.processes.kafka_pid = broker.pid
+        self._keep(broker.process)
+        self.sources["kafka"] = "local jars"
+        return broker.bootstrap_servers
+
+    def _new_data_dir(self, kind: str) -> Path:
+        """A fresh folder the server user can enter, deleted by :meth:`down` whatever happens."""
+        folder = Path(tempfile.mkdtemp(prefix=f"autotask-sync-{kind}-"))
+        folder.chmod(0o755)
+        self.processes.data_dirs.append(str(folder))
+        return folder
+
+    def _docker_available(self) -> bool:
+        if self._docker is None:
+            self._docker = docker.docker_available()
+        return self._docker
 
     def _keep(self, process: subprocess.Popen[bytes]) -> None:
         (self.processes.handles if self.owned else _detached).append(process)
