@@ -2,7 +2,8 @@
 
 Each benchmark is its own module, runnable alone (``python -m bench.bench_kafka``); it measures
 its subject and a baseline in the same run, prints a table and writes
-``bench/results/<name>.json``. ``--quick`` shortens every run (used to smoke-test them).
+``bench/results/<name>.json``; at the end :mod:`bench.summary` writes ``latest.json``,
+``latest.md`` and ``latency.png`` from them. ``--quick`` shortens every run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench import summary
 
 BENCH_DIR = Path(__file__).parent
 
@@ -32,10 +35,10 @@ def main() -> int:
         if subprocess.run(command, check=False).returncode != 0:
             failed.append(module)
         print(f"({module} took {time.monotonic() - started:.1f} s)", flush=True)
+    summary.main()
     if failed:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
         return 1
-    print(f"\nresults: {BENCH_DIR / 'results'}")
     return 0
 
 

@@ -171,7 +171,7 @@ async def throughput(
     async def ours(n: int) -> None:
         await client.get("Tickets", ids[n % len(ids)])
 
-    await sim.admin_call("PATCH", "/faults", {"latency_s": latency})
+    await sim.admin_call("PATCH", "/faults", {"latency": latency})
     rows = []
     try:
         for name, call in (("bare aiohttp + semaphore(3)", bare), ("AutotaskClient", ours)):

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.report import latency_summary, write_results
 from shared.kafka import ensure_topics, make_producer
-from shared.topics import TopicSpec
+from shared.messages.topics import TopicSpec
 from tools.dev_infra.stack import DevStack
 
 VALUE = b'{"Action":"Update","EntityType":"Ticket","Fields":{"title":"' + b"x" * 900 + b'"}}'

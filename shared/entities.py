@@ -50,6 +50,10 @@ class EntitySpec:
     table: str
     """Mirror table name in PostgreSQL."""
 
+    activity_field: str | None = None
+    """A stamp that also moves with related activity (a ticket's ``lastActivityDate`` when a
+    note is added), OR-ed into incremental sweeps so the mirror's copy of it converges too."""
+
     webhook_root: str | None = None
     """``{X}Webhooks`` REST root, or None when Autotask offers no webhooks for the entity."""
 
@@ -92,6 +96,7 @@ TICKETS = EntitySpec(
     last_modified_field="lastTrackedModificationDateTime",
     create_field="createDate",
     table="tickets",
+    activity_field="lastActivityDate",
     webhook_root="TicketWebhooks",
     delete_log="DeletedTicketLogs",
     delete_log_id_field="ticketID",
@@ -217,6 +222,9 @@ TICKET_NOTES = EntitySpec(
     display_always_fields=("ticketID",),
 )
 
+# Entities without webhooks: mirrored by sweeps alone (shared/reconcile/). Resources have no
+# last-modified field, so every sweep reads them whole (a small table); Contracts move
+# lastModifiedDateTime (GDS verified it live) and have no creation stamp.
 RESOURCES = EntitySpec(
     rest_name="Resources",
     callout_types=("Resource",),
@@ -229,7 +237,22 @@ RESOURCES = EntitySpec(
         PromotedColumn("email", "email", "text"),
         PromotedColumn("is_active", "isActive", "boolean"),
     ),
-    synced_by_default=False,
+)
+
+CONTRACTS = EntitySpec(
+    rest_name="Contracts",
+    callout_types=("Contract",),
+    last_modified_field="lastModifiedDateTime",
+    create_field=None,
+    table="contracts",
+    can_delete=False,  # the API creates and updates contracts; it does not delete them
+    promoted=(
+        PromotedColumn("company_id", "companyID", "bigint"),
+        PromotedColumn("contract_name", "contractName", "text"),
+        PromotedColumn("contract_number", "contractNumber", "text"),
+        PromotedColumn("contract_type", "contractType", "integer"),
+        PromotedColumn("status", "status", "integer"),
+    ),
 )
 
 REGISTRY: tuple[EntitySpec, ...] = (
@@ -239,6 +262,7 @@ REGISTRY: tuple[EntitySpec, ...] = (
     CONFIGURATION_ITEMS,
     TICKET_NOTES,
     RESOURCES,
+    CONTRACTS,
 )
 
 _BY_REST = {spec.rest_name.lower(): spec for spec in REGISTRY}
@@ -279,6 +303,7 @@ __all__ = [
     "COMPANIES",
     "CONFIGURATION_ITEMS",
     "CONTACTS",
+    "CONTRACTS",
     "REGISTRY",
     "RESOURCES",
     "TICKETS",

@@ -9,6 +9,7 @@ flag instead of matching on types.
 
     SyncError
     ├── ConfigError                     bad or missing configuration (not retriable)
+    │   └── SecretDecryptionError       a stored secret no configured key opens
     ├── InfrastructureError             local infrastructure could not be provided
     │   └── MissingToolError            java / mvn / initdb not installed
     ├── KafkaError                      broker unreachable or a produce/commit failed (retriable)
@@ -20,6 +21,7 @@ flag instead of matching on types.
         ├── AutotaskConnectionError     network failure, timeout, truncated body (retriable)
         ├── ZoneLookupError             zoneInformation failed: unknown user or unreachable
         ├── AuthenticationError         401: username / secret / integration code wrong
+        │   └── AuthenticationPausedError   held back for a cool-down after a 401 (retriable)
         ├── PermissionDeniedError       403 or permission text: security level lacks access
         ├── NotFoundError               404 / item null: the entity does not exist
         ├── InvalidQueryError           the API rejected the query or request body
@@ -53,6 +55,10 @@ class SyncError(Exception):
 
 class ConfigError(SyncError):
     """Configuration is missing or malformed; the message names the variable and the fix."""
+
+
+class SecretDecryptionError(ConfigError):
+    """A stored secret cannot be decrypted with the configured keys (missing key, or altered)."""
 
 
 class InfrastructureError(SyncError):
@@ -121,6 +127,22 @@ class ZoneLookupError(AutotaskError):
 
 class AuthenticationError(AutotaskError):
     """Autotask rejected the credentials (HTTP 401)."""
+
+
+class AuthenticationPausedError(AuthenticationError):
+    """Calls to a connection are held back after Autotask rejected its credentials.
+
+    Raised before any request is sent, by every process of the deployment, until the cool-down
+    ends or ``autotask-sync connections test NAME`` passes: repeated failed logins can lock the
+    API user in Autotask. Retriable (waiting, or fixing the credentials, helps);
+    ``retry_after`` is the rest of the cool-down in seconds.
+    """
+
+    retriable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, status=None)
+        self.retry_after = retry_after
 
 
 class PermissionDeniedError(AutotaskError):

@@ -3,13 +3,14 @@
 Context such as connection, entity, id, registration and request id is bound with
 ``structlog.contextvars.bind_contextvars`` and appears on every line logged inside that context.
 
-Redaction works on two levels: values under secret-looking keys are masked, and any registered
-secret value (:func:`register_secret`) is masked wherever it appears inside any string, so a secret
-that leaks into an exception text or a URL is still not written out.
+Redaction works on two levels: values under secret-looking keys are masked, and every secret
+value registered with the process redactor (:mod:`shared.redaction`) is masked wherever it appears
+inside any string, so a secret that leaks into an exception text or a URL is still not written out.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -19,39 +20,25 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
-REDACTED = "[redacted]"
+from shared.redaction import REDACTED, redact_text, register_secret
+
 _SECRET_KEYS = re.compile(
     r"(secret|password|passwd|token|authorization|api[_-]?key|integration[_-]?code|"
     r"signature|dsn|database_url|cookie)",
     re.IGNORECASE,
 )
-_known_secrets: set[str] = set()
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)@")
 
 
-def register_secret(value: str | SecretStr | None) -> None:
-    """Remember a secret so it is masked wherever it appears in a log line.
-
-    Very short values are ignored: masking every "1" in the logs would hide more than it protects.
-    """
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if value and len(value) >= 6:
-        _known_secrets.add(value)
-
-
-def redact_text(text: str) -> str:
-    """Mask registered secrets and URL passwords in ``text``."""
-    for secret in _known_secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return _URL_PASSWORD.sub(rf"\g<scheme>{REDACTED}@", text)
+@functools.lru_cache(maxsize=1024)
+def _is_secret_key(key: str) -> bool:
+    """Field names are few and repeat on every line: the regex runs once per name."""
+    return _SECRET_KEYS.search(key) is not None
 
 
 def _redact_value(key: str, value: Any) -> Any:
     if isinstance(value, SecretStr):
         return REDACTED
-    if _SECRET_KEYS.search(key) and value not in (None, "", False):
+    if _is_secret_key(key) and value not in (None, "", False):
         return REDACTED
     if isinstance(value, str):
         return redact_text(value)
@@ -71,6 +58,33 @@ def redact_processor(
     for key in list(event_dict):
         event_dict[key] = _redact_value(key, event_dict[key])
     return event_dict
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one line per (logger, level, message template) through per ``window`` for the
+    libraries that retry on their own: aiokafka logs each failed reconnect, ten lines a second
+    per client while a broker is away. The next line let through says how many were held back."""
+
+    def __init__(self, prefixes: tuple[str, ...], window: float = 30.0) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window = window
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        shown_at, held = self._seen.get(key, (float("-inf"), 0))
+        if record.created - shown_at < self.window:
+            self._seen[key] = (shown_at, held + 1)
+            return False
+        if held:
+            record.msg = f"{record.msg} ({held} more like it in the last {self.window:.0f} s)"
+        self._seen[key] = (record.created, 0)
+        if len(self._seen) > 1000:  # templates are few; this only guards against odd ones
+            self._seen.clear()
+        return True
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: Any = None) -> None:
@@ -110,6 +124,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: Any = N
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.addFilter(RepeatFilter(("aiokafka", "kafka")))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -121,3 +136,6 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: Any = N
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
     return logger
+
+
+__all__ = ["REDACTED", "configure_logging", "get_logger", "redact_text", "register_secret"]

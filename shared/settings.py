@@ -10,7 +10,9 @@ Each service defines its own settings class on top of :class:`BaseServiceSetting
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -21,18 +23,49 @@ from shared.errors import ConfigError
 
 ENV_PREFIX = "AUTOTASK_SYNC_"
 
+DEFAULT_ZONE_LOOKUP_URL = "https://webservices.autotask.net/atservicesrest"
+"""Zone discovery's host; any zone host answers (autotask-api.md §1)."""
+
+CONNECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""A connection name: a lower-case slug, as used in keys, rows and metric labels."""
+
+WELL_KNOWN_NAMES: dict[str, str] = {
+    "database_url": "DATABASE_URL",
+    "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+}
+"""Settings platforms set for you under their usual names; the prefixed name wins over these."""
+
+
+def env_names(field_name: str) -> tuple[str, ...]:
+    """The variables a setting is read from, in order of precedence (the prefixed name first)."""
+    prefixed = ENV_PREFIX + field_name.upper()
+    bare = WELL_KNOWN_NAMES.get(field_name)
+    return (prefixed, bare) if bare else (prefixed,)
+
+
+def configured_value(field_name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value the environment gives a setting, by the same precedence the settings use.
+
+    For code outside the settings classes that must agree with them (the development stack,
+    the test session deciding whether to start its own infrastructure).
+    """
+    env = os.environ if environ is None else environ
+    return next((env[name] for name in env_names(field_name) if env.get(name)), None)
+
+
 _DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
-def _parse_duration(value: Any) -> Any:
-    """Accept ``15``, ``15s``, ``500ms``, ``2m``, ``1h`` (and ISO 8601 via pydantic)."""
+def parse_duration(value: Any) -> Any:
+    """``15``, ``15s``, ``500ms``, ``2m``, ``1h`` as a timedelta; anything else is returned as is
+    (pydantic then tries ISO 8601)."""
     if isinstance(value, str) and (match := _DURATION.match(value)):
         return timedelta(seconds=float(match["number"]) * _UNIT_SECONDS[match["unit"]])
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 """A duration from the environment: seconds (``15``), or with a unit (``500ms``, ``2m``, ``1h``)."""
 
 LogFormat = Literal["auto", "json", "console"]
@@ -52,7 +85,7 @@ class BaseServiceSettings(BaseSettings):
 
     connection: str = Field(
         default="default",
-        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        pattern=CONNECTION_NAME_PATTERN,
         description="Name of the Autotask connection this process serves (lower-case slug).",
     )
     log_level: LogLevel = "INFO"
@@ -65,12 +98,15 @@ class BaseServiceSettings(BaseSettings):
         default=timedelta(seconds=20),
         description="Drain budget after SIGTERM (Kubernetes kills after 30 s).",
     )
+    startup_wait: Duration = Field(
+        default=timedelta(minutes=2),
+        description="How long a starting service waits for PostgreSQL and Kafka to be reachable "
+        "(pods start in any order) before it gives up and exits.",
+    )
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
-        validation_alias=AliasChoices(
-            f"{ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
-        ),
+        validation_alias=AliasChoices(*env_names("kafka_bootstrap_servers")),
     )
     kafka_client_id: str = "autotask-sync"
     topic_prefix: str = Field(
@@ -79,10 +115,20 @@ class BaseServiceSettings(BaseSettings):
 
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://autotask_sync@127.0.0.1:5432/autotask_sync"),
-        validation_alias=AliasChoices(f"{ENV_PREFIX}DATABASE_URL", "DATABASE_URL"),
+        validation_alias=AliasChoices(*env_names("database_url")),
     )
     database_pool_min: int = Field(default=1, ge=0)
     database_pool_max: int = Field(default=10, ge=1)
+
+    secret_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Fernet keys for the secrets stored in PostgreSQL, comma-separated: the first "
+        "encrypts, all decrypt (shared/secrets.py).",
+    )
+    connections_reload_interval: Duration = Field(
+        default=timedelta(seconds=60),
+        description="Full reload of the connections table besides its change notifications.",
+    )
 
 
 class AutotaskSettings(BaseServiceSettings):
@@ -99,10 +145,57 @@ class AutotaskSettings(BaseServiceSettings):
         "discovered from the username when unset.",
     )
     autotask_zone_lookup_url: str = Field(
-        default="https://webservices.autotask.net/atservicesrest",
-        description="Where zone discovery asks; any zone host answers.",
+        default=DEFAULT_ZONE_LOOKUP_URL,
+        description="Where zone discovery asks; any zone host answers. Also the default for "
+        "connections stored in the database.",
     )
     autotask_impersonation_resource_id: int | None = Field(default=None, ge=1)
+    autotask_scope: str = Field(
+        default="",
+        description="Sync scope of the environment connection, as JSON (shared/scope.py).",
+    )
+
+    # The API budget every process of the deployment shares (docs/configuration.md, "API budget").
+    api_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of the tenant's hourly API threshold this deployment may use, every "
+        "process together; the rest is left to the PSA's other integrations.",
+    )
+    api_shared_slots: bool = Field(
+        default=True,
+        description="Share the 3 concurrent calls per endpoint between processes through "
+        "PostgreSQL (false: each process keeps its own).",
+    )
+    api_slot_ttl: Duration = Field(
+        default=timedelta(seconds=30),
+        ge=timedelta(seconds=1),
+        description="Lease of a shared slot: a process that dies holding one loses it within "
+        "this (live holders renew theirs).",
+    )
+    api_auth_cooldown: Duration = Field(
+        default=timedelta(minutes=5),
+        gt=timedelta(0),
+        description="Pause of every call to a connection after Autotask rejected its "
+        "credentials; it doubles with each rejection in a row.",
+    )
+    api_auth_cooldown_max: Duration = Field(
+        default=timedelta(hours=1),
+        gt=timedelta(0),
+        description="The longest such pause.",
+    )
+    api_rate_limit_pause: Duration = Field(
+        default=timedelta(seconds=60),
+        gt=timedelta(0),
+        description="How long a process stops calling a connection after a 429 or thread-limit "
+        "rejection that names no Retry-After (docs/autotask-api.md §5).",
+    )
+
+    @property
+    def has_environment_connection(self) -> bool:
+        """True when ``AUTOTASK_SYNC_AUTOTASK_USERNAME`` names an environment connection."""
+        return bool(self.autotask_username.strip())
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

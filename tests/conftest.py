@@ -1,7 +1,7 @@
 """Session-wide real infrastructure: one PostgreSQL and one Kafka for the whole test run.
 
 What the environment names (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS) is used as is; a stack started
-with `autotask-sync dev-infra up` is reused; otherwise the session starts its own (testcontainers
+with `python -m tools dev-infra up` is reused; otherwise the session starts its own (testcontainers
 when Docker answers, else local binaries and jars) and stops it at the end. Nothing is started
 for tests that do not ask for it.
 """
@@ -9,17 +9,44 @@ for tests that do not ask for it.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
+from shared.db import apply_migrations
+from shared.settings import WELL_KNOWN_NAMES, configured_value
 from tools.dev_infra.cli import running_stack
+from tools.dev_infra.databases import scratch_database
 from tools.dev_infra.stack import DevStack, StackEnv
 
+# Fixtures shared by several test packages (a simulator with clients wired to it).
+pytest_plugins = ["tests.helpers.fixtures"]
+
+INFRA_FIXTURES = frozenset(
+    {"stack", "kafka_bootstrap", "database_url", "fresh_database", "migrated_database"}
+)
+"""Fixtures that start (or reuse) real PostgreSQL and Kafka."""
+INFRA_MARKERS = frozenset({"integration", "e2e"})
+
 _stack_report: dict[str, object] = {}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the real stack must say so with a marker, so ``make test-fast`` (which
+    deselects those markers) never starts infrastructure by accident."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if INFRA_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and not INFRA_MARKERS & {mark.name for mark in item.iter_markers()}
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that use PostgreSQL/Kafka fixtures need @pytest.mark.integration or "
+            f"@pytest.mark.e2e: {unmarked}"
+        )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -29,11 +56,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackEnv]:
-    configured = any(
-        os.environ.get(name)
-        for name in ("DATABASE_URL", "AUTOTASK_SYNC_DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS",
-                     "AUTOTASK_SYNC_KAFKA_BOOTSTRAP_SERVERS")
-    )  # fmt: skip
+    configured = any(configured_value(name) for name in WELL_KNOWN_NAMES)
     reused = None if configured else running_stack()
     if reused is not None:
         yield reused
@@ -64,19 +87,19 @@ def database_url(stack: StackEnv) -> str:
 @pytest.fixture
 async def fresh_database(database_url: str) -> AsyncIterator[str]:
     """A new, empty database for one test; dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(database_url)
+    async with scratch_database(database_url, "t", migrated=False) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def migrated_database(fresh_database: str) -> str:
+    """A fresh database with every migration applied."""
+    connection = await asyncpg.connect(fresh_database)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await apply_migrations(connection)
     finally:
-        await admin.close()
-    base, _, _old = database_url.rpartition("/")
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+        await connection.close()
+    return fresh_database
 
 
 @pytest.fixture

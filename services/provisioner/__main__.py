@@ -3,7 +3,7 @@
 import sys
 
 from services.provisioner.app import start
-from shared.service import main
-from shared.settings import BaseServiceSettings
+from services.provisioner.settings import ProvisionerSettings
+from shared.runtime.bootstrap import main
 
-sys.exit(main("provisioner", BaseServiceSettings, start))
+sys.exit(main("provisioner", ProvisionerSettings, start))

@@ -3,7 +3,7 @@
 import sys
 
 from services.sync_worker.app import start
-from shared.service import main
-from shared.settings import BaseServiceSettings
+from services.sync_worker.settings import WorkerSettings
+from shared.runtime.bootstrap import main
 
-sys.exit(main("sync_worker", BaseServiceSettings, start))
+sys.exit(main("sync_worker", WorkerSettings, start))

@@ -3,7 +3,7 @@
 import sys
 
 from services.webhook_gateway.app import start
-from shared.service import main
-from shared.settings import BaseServiceSettings
+from services.webhook_gateway.settings import GatewaySettings
+from shared.runtime.bootstrap import main
 
-sys.exit(main("webhook_gateway", BaseServiceSettings, start))
+sys.exit(main("webhook_gateway", GatewaySettings, start))

@@ -1,34 +1,51 @@
 """Async Autotask PSA REST client (aiohttp).
 
-Layout (one concept per module):
+The package's public API is what this module exports (``__all__``, pinned by a test); every
+module inside is private, one concept each:
 
-    connection.py   Connection (credentials, zone), zone discovery and cache
-    client.py       AutotaskClient: get, query pages/items, count, create, update, delete,
+    _connection.py  Connection (credentials, zone) and the zone resolver (cache, re-discovery)
+    _client.py      AutotaskClient: get, query pages/items, count, create, update, delete,
                     child collections, entity/field/UDF metadata, ThresholdInformation
-    batch.py        fetch_by_ids: ``in`` chunks, found + missing
-    query.py        typed filter builder (13 operators, and/or groups, UDFs)
-    limiter.py      per-connection concurrency, budget throttling by priority, 429 pauses
-    budget.py       hourly budget tracker fed by ThresholdInformation
-    retry.py        retry policy and loop (jittered back-off, deadline, metric)
-    clock.py        injectable time (ManualClock makes retries instant in tests)
-    timestamps.py   parse / format Autotask timestamps
-    models.py       typed answers (zone, usage, entity and field information, pages)
-    targets.py      Child collections as call targets
-    config.py       ClientConfig
+    _batch.py       fetch_by_ids: ``in`` chunks, found + missing
+    _query.py       typed filter builder (13 operators, and/or groups, UDFs)
+    _limiter.py     per-connection concurrency, budget throttling by priority, 429 pauses
+    _budget.py      hourly budget tracker fed by ThresholdInformation, and the share cap
+    _coordination.py  slots, budget and lockout as Protocols (shared by processes elsewhere),
+                    with the in-process defaults
+    _guard.py       the lockout guard: no calls for a cool-down after a 401
+    _retry.py       retry policy and loop (jittered back-off, deadline, metric)
+    _clock.py       injectable time (ManualClock makes retries instant in tests)
+    _timestamps.py  parse / format Autotask timestamps
+    _models.py      typed answers (zone, usage, entity and field information, pages)
+    _targets.py     Child collections as call targets
+    _config.py      ClientConfig
     _caller.py      the call pipeline: retry(zone -> limiter -> transport)
-    _transport.py   one HTTP exchange (the aiohttp boundary)
-    _errors.py      HTTP answer -> exception tree, secret redaction
+    _transport.py   the one HTTP boundary: every exchange, zone lookup included
+    _errors.py      HTTP answer -> exception tree
     _metrics.py     cached metric children for the per-call path
 """
 
-from shared.autotask.batch import chunked
-from shared.autotask.budget import BudgetConfig, BudgetTracker
-from shared.autotask.client import AutotaskClient
-from shared.autotask.clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock
-from shared.autotask.config import ClientConfig
-from shared.autotask.connection import Connection, normalize_root
-from shared.autotask.limiter import Limiter, LimiterConfig, Priority, Throttle
-from shared.autotask.models import (
+from shared.autotask._batch import chunked
+from shared.autotask._budget import DEFAULT_SHARE, BudgetConfig, BudgetTracker
+from shared.autotask._client import AutotaskClient
+from shared.autotask._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock
+from shared.autotask._config import ClientConfig
+from shared.autotask._connection import Connection, normalize_root
+from shared.autotask._coordination import (
+    BudgetStore,
+    BudgetView,
+    Coordination,
+    Coordinator,
+    LocalCoordinator,
+    LocalLockout,
+    Lockout,
+    LockoutPolicy,
+    LockoutStore,
+    SlotLease,
+    SlotProvider,
+)
+from shared.autotask._limiter import Limiter, LimiterConfig, Priority, Throttle
+from shared.autotask._models import (
     BatchResult,
     Entity,
     EntityInfo,
@@ -39,27 +56,37 @@ from shared.autotask.models import (
     UdfDefinition,
     ZoneInfo,
 )
-from shared.autotask.query import F, Op, Query, and_, or_, udf
-from shared.autotask.retry import RetryPolicy
-from shared.autotask.targets import Child, Target
-from shared.autotask.timestamps import format_timestamp, parse_timestamp
+from shared.autotask._query import F, Op, Query, and_, or_, udf
+from shared.autotask._retry import RetryPolicy
+from shared.autotask._targets import Child, Target
+from shared.autotask._timestamps import format_timestamp, parse_timestamp
 
 __all__ = [
+    "DEFAULT_SHARE",
     "SYSTEM_CLOCK",
     "AutotaskClient",
     "BatchResult",
     "BudgetConfig",
+    "BudgetStore",
     "BudgetTracker",
+    "BudgetView",
     "Child",
     "ClientConfig",
     "Clock",
     "Connection",
+    "Coordination",
+    "Coordinator",
     "Entity",
     "EntityInfo",
     "F",
     "FieldInfo",
     "Limiter",
     "LimiterConfig",
+    "LocalCoordinator",
+    "LocalLockout",
+    "Lockout",
+    "LockoutPolicy",
+    "LockoutStore",
     "ManualClock",
     "Op",
     "Page",
@@ -67,6 +94,8 @@ __all__ = [
     "Priority",
     "Query",
     "RetryPolicy",
+    "SlotLease",
+    "SlotProvider",
     "SystemClock",
     "Target",
     "ThresholdInfo",

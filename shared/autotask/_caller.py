@@ -1,10 +1,12 @@
-"""The call pipeline behind every client method: retry( zone -> limiter -> transport ).
+"""The call pipeline behind every client method: retry( zone -> guard -> limiter -> transport ).
 
-Each attempt re-reads the zone (a 401 may have moved it), waits in the limiter (pauses,
+Each attempt re-reads the zone (a 401 may have moved it), passes the lockout guard (no call
+while the connection is paused after rejected credentials), waits in the limiter (pauses,
 budget, an endpoint slot held only while the request is on the wire) and sends. Failures are
-decided here: a 401 triggers one zone re-discovery, a 429 / thread limit pauses the endpoint or
-connection, other retriable errors back off, and a create that may have reached Autotask is
-never repeated.
+decided here: a 401 triggers one zone re-discovery and, if the zone did not move, pauses the
+connection (every process bound to the same coordinator); a 429 / thread limit pauses the
+endpoint or connection, other retriable errors back off, and a create that may have reached
+Autotask is never repeated.
 """
 
 from __future__ import annotations
@@ -17,29 +19,33 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from shared.autotask._errors import Action, CallContext, Redactor
+from shared.autotask._budget import BudgetTracker
+from shared.autotask._clock import Clock
+from shared.autotask._config import ClientConfig
+from shared.autotask._connection import API_VERSION, Connection, ZoneResolver
+from shared.autotask._coordination import Coordination, Coordinator, LocalCoordinator
+from shared.autotask._errors import Action, CallContext
+from shared.autotask._guard import AuthGuard
+from shared.autotask._limiter import Limiter, Priority
 from shared.autotask._metrics import request_seconds
+from shared.autotask._models import ZoneInfo
+from shared.autotask._retry import Decision, RetryPolicy, retry_reason, retrying
+from shared.autotask._targets import Target, endpoint_of, label_of
 from shared.autotask._transport import Transport
-from shared.autotask.budget import BudgetTracker
-from shared.autotask.clock import Clock
-from shared.autotask.config import ClientConfig
-from shared.autotask.connection import API_VERSION, Connection, ZoneResolver, lookup_zone
-from shared.autotask.limiter import Limiter, Priority
-from shared.autotask.models import ZoneInfo
-from shared.autotask.retry import Decision, RetryPolicy, retry_reason, retrying
-from shared.autotask.targets import Target, endpoint_of, label_of
 from shared.errors import (
     AuthenticationError,
+    AuthenticationPausedError,
     AutotaskConnectionError,
     AutotaskError,
     AutotaskServerError,
     RateLimitError,
     ZoneLookupError,
 )
+from shared.redaction import Redactor, register_secret
 
 
 class Caller:
-    """Owns the session, zone resolver, limiter and budget of one connection."""
+    """Owns the session, zone resolver, guard, limiter and budget of one connection."""
 
     def __init__(
         self,
@@ -49,6 +55,7 @@ class Caller:
         session: aiohttp.ClientSession | None,
         clock: Clock,
         rng: random.Random,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.connection = connection
         self.config = config
@@ -58,10 +65,23 @@ class Caller:
         self._owns_session = session is None
         self._transport: Transport | None = None
         self._redactor = Redactor(connection.secret_values())
-        self.budget = BudgetTracker(connection.name, config.limiter.budget, clock)
-        self.limiter = Limiter(connection.name, config.limiter, clock, self.budget)
+        for value in connection.secret_values():
+            register_secret(value)  # log lines of every component stay clean too
+        self.coordinator: Coordinator = coordinator or LocalCoordinator()
+        self.coordination: Coordination = self.coordinator.bind(connection.name, clock=clock)
+        self.budget = BudgetTracker(
+            connection.name, config.limiter.budget, clock, store=self.coordination.budget
+        )
+        self.limiter = Limiter(
+            connection.name,
+            config.limiter,
+            clock=clock,
+            budget=self.budget,
+            slots=self.coordination.slots,
+        )
+        self.guard = AuthGuard(connection.name, self.coordination.lockout, clock)
         self.zone = ZoneResolver(
-            connection, self._lookup_zone, clock=clock, ttl=config.zone_cache_seconds
+            connection, self._lookup_zone, clock=clock, ttl=config.zone_cache.total_seconds()
         )
 
     def transport(self) -> Transport:
@@ -75,7 +95,8 @@ class Caller:
                 self.connection,
                 self._session,
                 timeout=aiohttp.ClientTimeout(
-                    total=self.config.request_timeout, connect=self.config.connect_timeout
+                    total=self.config.request_timeout.total_seconds(),
+                    connect=self.config.connect_timeout.total_seconds(),
                 ),
                 redactor=self._redactor,
             )
@@ -87,11 +108,7 @@ class Caller:
             await self._session.close()
 
     async def _lookup_zone(self) -> ZoneInfo:
-        self.transport()
-        assert self._session is not None
-        return await lookup_zone(
-            self._session, self.connection, request_timeout=self.config.request_timeout
-        )
+        return await self.transport().lookup_zone()
 
     async def rest_root(self) -> str:
         """The zone's REST root, discovered (with retries) if needed."""
@@ -114,10 +131,10 @@ class Caller:
         method: str,
         target: Target,
         path: str,
+        *,
         action: Action,
         priority: Priority | None,
         body: Any = None,
-        *,
         item_id: int | None = None,
         expect: str | None = None,
         allow_empty: bool = False,
@@ -135,29 +152,43 @@ class Caller:
 
         async def attempt(deadline: float) -> dict[str, Any]:
             nonlocal used_root
-            used_root = await self.zone.root()
-            host = _host_of(used_root)
-            ctx = CallContext(
-                method, endpoint, action, host, self.connection.username, item_id, resource
-            )
-            async with self.limiter.slot(endpoint, prio, deadline, budgeted=budgeted):
-                return await transport.send(
-                    ctx,
-                    Transport.url(used_root, path),
-                    body=body,
-                    allow_empty=allow_empty,
-                    expect=expect,
+            async with self.guard.turn():  # a paused connection does not even look its zone up
+                used_root = await self.zone.root()
+                host = _host_of(used_root)
+                ctx = CallContext(
+                    method, endpoint, action, host, self.connection.username, item_id, resource
                 )
+                async with self.limiter.slot(endpoint, prio, deadline, budgeted=budgeted):
+                    try:
+                        data = await transport.send(
+                            ctx,
+                            Transport.url(used_root, path),
+                            body=body,
+                            allow_empty=allow_empty,
+                            expect=expect,
+                        )
+                    except AutotaskError as exc:
+                        if exc.status is not None and exc.status != 401:
+                            await self.guard.answered(authenticated=True)
+                        raise
+                    await self.guard.answered(authenticated=True)
+                    return data
 
         async def decide(exc: AutotaskError) -> Decision | None:
             nonlocal rediscovered
+            if isinstance(exc, AuthenticationPausedError):
+                return None  # nothing was sent; the pause is the connection's, not this call's
             if isinstance(exc, AuthenticationError):
                 # A zone move answers 401 on the old root: look the zone up once, retry once.
-                if rediscovered or not self.zone.discovered:
-                    return None
-                rediscovered = True
-                moved = await self.zone.rediscover(used_root)
-                return Decision("auth_zone", backoff=False) if moved else None
+                if not rediscovered and self.zone.discovered:
+                    rediscovered = True
+                    if await self.zone.rediscover(used_root):
+                        return Decision("auth_zone", backoff=False)
+                host = _host_of(used_root) if used_root else "Autotask"
+                await self.guard.rejected(
+                    reason=f"HTTP 401 from {host} for API user {self.connection.username!r}"
+                )
+                return None
             if isinstance(exc, RateLimitError):
                 self.limiter.back_off(endpoint, exc)  # the next attempt waits in the limiter
                 return Decision(retry_reason(exc) or "rate_limit", backoff=False)

@@ -10,7 +10,7 @@ server can never reach a log line.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -27,6 +27,7 @@ from shared.errors import (
     RateLimitError,
     ThreadLimitError,
 )
+from shared.redaction import Redactor
 
 Action = Literal["read", "create", "update", "delete"]
 
@@ -71,22 +72,6 @@ _PERMISSION_NAMES: dict[Action, str] = {
     "update": "edit permission",
     "delete": "delete permission",
 }
-
-
-class Redactor:
-    """Replaces secret values with ``***`` in any text bound for a message or log."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret containing another is not half-replaced.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def __repr__(self) -> str:
-        return f"Redactor({len(self._secrets)} values)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +147,7 @@ def error_from_response(
     status: int,
     headers: Mapping[str, str],
     body: bytes,
+    *,
     redact: Redactor,
 ) -> AutotaskError:
     """The exception for a non-2xx answer (or a 2xx whose text is an error)."""
@@ -241,6 +227,13 @@ def error_from_response(
     )
 
 
+def is_html_page(exc: AutotaskError) -> bool:
+    """True when the answer was an HTML page rather than the API's JSON: the request never
+    reached an API route (e.g. a zone without collection-level PATCH answers an IIS 404 page,
+    autotask-api.md §1). JSON bodies, the API's own 404s included, never start with ``<``."""
+    return any(message.lstrip().startswith("<") for message in exc.errors)
+
+
 def permission_message(ctx: CallContext) -> str:
     """``the API user's security level lacks <permission> on <entity>``, with the fix."""
     entity = ctx.endpoint
@@ -263,8 +256,8 @@ def _trim(text: str) -> str:
 __all__ = [
     "Action",
     "CallContext",
-    "Redactor",
     "error_from_response",
+    "is_html_page",
     "parse_error_messages",
     "parse_retry_after",
     "permission_message",

@@ -1,24 +1,35 @@
 """One HTTP exchange with Autotask: headers in, JSON or a translated exception out.
 
-This is the I/O boundary: aiohttp's exceptions stop here and become the project's
-(``raise ... from exc``), error answers go through :mod:`shared.autotask._errors`, and a 2xx
-whose body is empty or cut short becomes a retriable AutotaskConnectionError (it is what a
-dropped connection looks like from here).
+This is the I/O boundary, zone discovery included: aiohttp's exceptions stop here and become the
+project's (``raise ... from exc``), error answers go through :mod:`shared.autotask._errors`,
+and a 2xx whose body is empty or cut short becomes a retriable AutotaskConnectionError (it is
+what a dropped connection looks like from here).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
-from shared.autotask._errors import CallContext, Redactor, error_from_response
+from shared.autotask._connection import (
+    API_VERSION,
+    DEFAULT_ZONE_LOOKUP_URL,
+    Connection,
+    normalize_root,
+)
+from shared.autotask._errors import CallContext, error_from_response
 from shared.autotask._metrics import requests_total
-from shared.autotask.connection import API_VERSION, Connection
-from shared.errors import AutotaskConnectionError, AutotaskServerError
+from shared.autotask._models import ZoneInfo
+from shared.errors import AutotaskConnectionError, AutotaskServerError, ZoneLookupError
+from shared.redaction import Redactor
 
 _JSON = "application/json"
+ZONE_ENDPOINT = "zoneInformation"
+"""Metric label of zone lookups (they are not thread-limited, so they have no limiter key)."""
 
 
 class Transport:
@@ -98,7 +109,7 @@ class Transport:
                 retriable=False,
             )
         if status >= 400:
-            raise error_from_response(ctx, status, response_headers, raw, self._redact)
+            raise error_from_response(ctx, status, response_headers, raw, redact=self._redact)
         if not raw.strip():
             if allow_empty:
                 return {}
@@ -112,10 +123,68 @@ class Transport:
         errors = payload.get("errors")
         if errors and not any(k in payload for k in ("item", "items", "itemId", "queryCount")):
             # A 2xx carrying only errors (seen with limits that skip their status) is an error.
-            raise error_from_response(ctx, status, response_headers, raw, self._redact)
+            raise error_from_response(ctx, status, response_headers, raw, redact=self._redact)
         if expect is not None and expect not in payload:
             raise self._truncated(ctx, status, f"JSON without {expect!r}")
         return payload
+
+    async def lookup_zone(self) -> ZoneInfo:
+        """``GET {lookup}/v1.0/zoneInformation?user=...`` without credentials (none are needed)."""
+        connection = self._connection
+        base = connection.zone_lookup_url
+        # quote() by hand: a '+' in the username must reach Autotask as %2B, not as a space.
+        url = URL(
+            f"{base}/{API_VERSION}/zoneInformation?user={quote(connection.username, safe='')}",
+            encoded=True,
+        )
+        where = f"Autotask's zone lookup at {URL(base).host}"
+        status: int | str = "error"
+        try:
+            async with self._session.get(
+                url,
+                headers={"Accept": _JSON},
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                body = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ZoneLookupError(
+                f"could not reach {where} ({type(exc).__name__}); check network access to "
+                f"{base}, or set AUTOTASK_SYNC_AUTOTASK_ZONE_URL to skip discovery",
+                retriable=True,
+            ) from exc
+        finally:
+            requests_total(connection.name, ZONE_ENDPOINT, "GET", str(status)).inc()
+        if status == 429 or status > 500:
+            raise ZoneLookupError(
+                f"{where} answered HTTP {status}; try again later", status=status, retriable=True
+            )
+        if status == 404:
+            raise ZoneLookupError(
+                f"{where} has no zoneInformation endpoint (HTTP 404): check "
+                "AUTOTASK_SYNC_AUTOTASK_ZONE_LOOKUP_URL (e.g. "
+                f"{DEFAULT_ZONE_LOOKUP_URL})",
+                status=status,
+            )
+        if status != 200:
+            # Autotask answers an unknown or blank user with 500 + JSON (django-autotask notes it).
+            raise ZoneLookupError(
+                f"{where} does not know API user {connection.username!r} (HTTP {status}): "
+                "check the username; it is the API-only user's username (e-mail shaped), and "
+                "the user must be active",
+                status=status,
+            )
+        try:
+            info = ZoneInfo.model_validate(json.loads(body))
+        except ValueError as exc:  # JSONDecodeError and ValidationError are ValueErrors
+            raise ZoneLookupError(
+                f"{where} answered without a usable zone URL (empty, truncated or malformed "
+                "body); try again, or set AUTOTASK_SYNC_AUTOTASK_ZONE_URL",
+                status=status,
+                retriable=True,
+            ) from exc
+        return info.model_copy(update={"url": normalize_root(info.url)})
 
     @staticmethod
     def _truncated(ctx: CallContext, status: int, what: str) -> AutotaskConnectionError:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from tools.autotask_sim.apierror import ApiError
@@ -23,7 +24,7 @@ from tools.autotask_sim.catalog import sample_text as txt
 from tools.autotask_sim.config import ChangeGeneratorConfig
 from tools.autotask_sim.datagen import SYSTEM_RESOURCE_ID
 from tools.autotask_sim.jsontypes import JsonObject
-from tools.autotask_sim.tenant import Tenant
+from tools.autotask_sim.store.tenant import Tenant
 
 _ENTITIES = ("Tickets", "TicketNotes", "Companies", "Contacts", "ConfigurationItems")
 
@@ -226,7 +227,7 @@ class ChangeGenerator:
         return [self.apply_next() for _ in range(count)]
 
     def start(
-        self, rate: float, *, count: int | None = None, duration: float | None = None
+        self, rate: float, *, count: int | None = None, duration: timedelta | None = None
     ) -> None:
         """Apply changes in the background at ``rate`` per second until stopped (or done)."""
         if rate <= 0:
@@ -235,12 +236,13 @@ class ChangeGenerator:
         self.rate = rate
         self._task = asyncio.get_running_loop().create_task(self._run(rate, count, duration))
 
-    async def _run(self, rate: float, count: int | None, duration: float | None) -> None:
+    async def _run(self, rate: float, count: int | None, duration: timedelta | None) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
+        end = None if duration is None else start + duration.total_seconds()
         done = 0
         while count is None or done < count:
-            if duration is not None and loop.time() - start >= duration:
+            if end is not None and loop.time() >= end:
                 break
             self.apply_next()
             done += 1
@@ -251,6 +253,12 @@ class ChangeGenerator:
     def stop_nowait(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+    async def wait_done(self) -> None:
+        """Until a generator started with ``count`` or ``duration`` has applied everything."""
+        task = self._task
+        if task is not None:
+            await asyncio.shield(task)
 
     async def stop(self) -> None:
         task, self._task = self._task, None

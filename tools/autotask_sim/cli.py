@@ -1,7 +1,8 @@
-"""``autotask-sync simulator``: run a simulated Autotask tenant until Ctrl-C / SIGTERM.
+"""``python -m tools simulator``: run a simulated Autotask tenant until Ctrl-C / SIGTERM.
 
 Prints the URLs and credentials to configure a client with, then serves. Any setting of
-:class:`SimulatorConfig` can come from a JSON file (``--config``); flags override it.
+:class:`SimulatorConfig` can come from a JSON file (``--config``), durations as numbers of seconds
+or strings with a unit (``"250ms"``, ``"2m"``); flags override it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ _SIZES = ("resources", "companies", "contacts", "configuration_items", "tickets"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command's options (called by ``shared.cli``)."""
+    """The command's options (called by ``cli.main``)."""
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8089, help="port (default 8089; 0 = any)")
     parser.add_argument("--seed", type=int, default=None, help="data and fault seed (default 7)")
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="multiply Autotask's durations (callout timeout/retry, usage latency, hourly "
-        "window) by this factor, e.g. 0.01",
+        "window, thread release delay) by this factor, e.g. 0.01",
     )
     parser.add_argument(
         "--change-rate", type=float, default=None, help="generated changes per second (0 = off)"
@@ -61,7 +62,7 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
         if value is not None:
             data[name] = value
     if args.change_rate is not None:
-        data.setdefault("changes", {})["rate_per_s"] = args.change_rate
+        data.setdefault("changes", {})["rate"] = args.change_rate
     try:
         return SimulatorConfig.model_validate(data)
     except ValueError as exc:
@@ -74,7 +75,7 @@ def describe(sim: Simulator) -> str:
     lookup = f"{sim.zone_lookup_url}/v1.0/zoneInformation?user={sim.username}"
     rows = [
         ("zone lookup", f"GET {lookup}"),
-        ("REST root", f"{sim.rest_url.rstrip('/')}/v1.0/"),
+        ("REST root", f"{sim.rest_url}/v1.0/"),
         ("UserName", sim.username),
         ("Secret", sim.secret),
         ("ApiIntegrationCode", sim.integration_code),

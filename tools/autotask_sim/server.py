@@ -1,10 +1,10 @@
 """The public face of the simulator: :class:`Simulator` and :func:`run_simulator`.
 
     async with run_simulator(SimulatorConfig(seed=7, tickets=200)) as sim:
-        sim.base_url, sim.zone_lookup_url, sim.rest_url
+        sim.base_url, sim.zone_lookup_url, sim.zone_url, sim.rest_url
         sim.username, sim.secret, sim.integration_code, sim.api_user_resource_id
         sim.state                         # the truth, for tests
-        sim.set_faults(rate_500=0.2)      # the admin API's controls, as methods
+        sim.set_faults(rate_500=0.2, latency=timedelta(milliseconds=50))  # admin API controls
 
 A real aiohttp server on ``config.host`` (a free port by default). Start-up generates the tenant
 in a worker thread, starts callout delivery, then listens; shutdown stops the change generator,
@@ -17,17 +17,27 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from aiohttp import web
 
-from tools.autotask_sim.config import FaultConfig, LimitsConfig, SecurityLevel, SimulatorConfig
+from tools.autotask_sim.access.users import ApiUser
+from tools.autotask_sim.config import (
+    ApiBehaviour,
+    ApiChanges,
+    FaultChanges,
+    FaultConfig,
+    LimitsChanges,
+    LimitsConfig,
+    SecurityLevel,
+    SimulatorConfig,
+)
 from tools.autotask_sim.http.app import build_app
-from tools.autotask_sim.http.routing import rest_root
+from tools.autotask_sim.http.routing import rest_root, zone_url
 from tools.autotask_sim.jsontypes import JsonObject, Record, encode_json
 from tools.autotask_sim.state import SimulatorState
-from tools.autotask_sim.users import ApiUser
 
 
 class Simulator:
@@ -57,8 +67,8 @@ class Simulator:
         address = runner.addresses[0]
         self.port = int(address[1])
         self._urls.update(baseUrl=self.base_url, zoneLookupUrl=self.zone_lookup_url)
-        if self.config.changes.rate_per_s > 0:
-            state.changes.start(self.config.changes.rate_per_s)
+        if self.config.changes.rate > 0:
+            state.changes.start(self.config.changes.rate)
 
     async def stop(self) -> None:
         state, self._state = self._state, None
@@ -101,10 +111,19 @@ class Simulator:
         return f"{self.base_url}/atservicesrest"
 
     @property
+    def zone_url(self) -> str:
+        """The current zone's REST root exactly as zoneInformation's ``url`` returns it
+        (with the trailing slash the real API sends, unless configured otherwise)."""
+        trailing_slash = self.state.config.api.zone_url_trailing_slash
+        return zone_url(self.base_url, self.state.zone, trailing_slash)
+
+    @property
     def rest_url(self) -> str:
-        """The current zone's REST root, exactly as zoneInformation's ``url`` returns it."""
-        url = rest_root(self.base_url, self.state.zone)
-        return url + "/" if self.config.api.zone_url_trailing_slash else url
+        """The current zone's REST root without a trailing slash: join ``/v1.0/...`` onto it.
+
+        The same root a client has after normalising ``zone_url``.
+        """
+        return rest_root(self.base_url, self.state.zone)
 
     @property
     def api_user(self) -> ApiUser:
@@ -137,19 +156,35 @@ class Simulator:
 
     # ------------------------------------------------------------- controls
 
-    def set_faults(self, **changes: Any) -> FaultConfig:
-        """Merge fault settings (see :class:`FaultConfig`); returns the new settings."""
+    def set_faults(self, **changes: Unpack[FaultChanges]) -> FaultConfig:
+        """Merge fault settings (see :class:`FaultConfig`); returns the new settings.
+
+        ``sim.set_faults(latency=timedelta(milliseconds=20), rate_500=0.1)``
+        """
         return self.state.set_faults(**changes)
 
     def clear_faults(self) -> None:
+        """Back to no faults at all."""
         self.state.clear_faults()
 
-    def set_limits(self, **changes: Any) -> LimitsConfig:
-        state = self.state
-        state.config.limits = LimitsConfig.model_validate(
-            state.config.limits.model_dump() | changes
-        )
-        return state.config.limits
+    def set_limits(self, **changes: Unpack[LimitsChanges]) -> LimitsConfig:
+        """Merge limit settings (see :class:`LimitsConfig`); returns the new settings.
+
+        ``sim.set_limits(hourly_limit=100, retry_after=timedelta(seconds=30))``
+        """
+        return self.state.set_limits(**changes)
+
+    def add_usage(self, calls: int) -> int:
+        """Count ``calls`` by the tenant's other integrations in the hourly window, now;
+        returns the usage (what ``ThresholdInformation`` reports)."""
+        return self.state.limits.add_usage(calls)
+
+    def set_api(self, **changes: Unpack[ApiChanges]) -> ApiBehaviour:
+        """Merge API behaviour settings (see :class:`ApiBehaviour`); returns the new settings.
+
+        ``sim.set_api(collection_patch="html_404")`` behaves like zone DE1's PATCH.
+        """
+        return self.state.set_api(**changes)
 
     def set_security(self, level: SecurityLevel, username: str | None = None) -> None:
         self.state.set_security(level, username)
@@ -207,10 +242,10 @@ class Simulator:
         rate: float,
         *,
         count: int | None = None,
-        duration: float | None = None,
+        duration: timedelta | None = None,
         seed: int | None = None,
     ) -> None:
-        """Generate changes in the background at ``rate`` per second."""
+        """Generate changes in the background at ``rate`` changes per second."""
         if seed is not None:
             self.state.changes.reseed(seed)
         self.state.changes.start(rate, count=count, duration=duration)
@@ -218,7 +253,7 @@ class Simulator:
     async def stop_changes(self) -> None:
         await self.state.changes.stop()
 
-    async def wait_for_callouts(self, max_wait: float = 10.0) -> bool:
+    async def wait_for_callouts(self, max_wait: timedelta = timedelta(seconds=10)) -> bool:
         """Wait until no callout is queued, in flight or waiting to retry (False: gave up)."""
         return await self.state.dispatcher.wait_idle(max_wait)
 

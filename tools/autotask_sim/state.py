@@ -11,25 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 
-from tools.autotask_sim.callout_matching import CalloutMatcher
-from tools.autotask_sim.callouts import CalloutDispatcher
+from tools.autotask_sim.access.faults import FaultInjector
+from tools.autotask_sim.access.limits import Limits, RequestStats
+from tools.autotask_sim.access.users import ApiUser, UserDirectory
+from tools.autotask_sim.callouts.delivery import CalloutDispatcher
+from tools.autotask_sim.callouts.events import EventBus
+from tools.autotask_sim.callouts.matching import CalloutMatcher
 from tools.autotask_sim.changegen import ChangeGenerator
 from tools.autotask_sim.clock import SimClock, utc_now
 from tools.autotask_sim.config import (
+    ApiBehaviour,
     FaultConfig,
+    LimitsConfig,
     PermissionAction,
     SecurityLevel,
     SimulatorConfig,
 )
 from tools.autotask_sim.datagen import generate_tenant
-from tools.autotask_sim.events import EventBus
-from tools.autotask_sim.faults import FaultInjector
 from tools.autotask_sim.jsontypes import Record
-from tools.autotask_sim.limits import Limits, RequestStats
-from tools.autotask_sim.paging import TokenCodec
-from tools.autotask_sim.tenant import Tenant
-from tools.autotask_sim.users import ApiUser, UserDirectory
-from tools.autotask_sim.webhooks import WebhookRegistry
+from tools.autotask_sim.query.paging import TokenCodec
+from tools.autotask_sim.store.tenant import Tenant
+from tools.autotask_sim.store.webhooks import WebhookRegistry
 
 # Zone names as listed in the fact sheet (§1); unknown numbers get a generic name.
 ZONE_NAMES = {
@@ -86,6 +88,7 @@ class SimulatorState:
             self.config, lambda: self.config.faults, self.webhooks, self.matcher, self.clock
         )
         self.bus.subscribe(self.dispatcher.on_event)
+        self.bus.subscribe(self.webhooks.on_change)
         self.limits = Limits(self.config)
         self.faults = FaultInjector(lambda: self.config.faults, seed)
         change_seed = self.config.changes.seed if self.config.changes.seed is not None else seed
@@ -135,7 +138,16 @@ class SimulatorState:
         return out
 
     def error_log(self) -> list[Record]:
-        return list(self.webhooks.error_log.rows())
+        """``WebhookEventErrorLogs`` rows as the API returns them, plus the truth the API does
+        not show for most webhooks: ``root`` and ``webhookId`` of the webhook behind each row."""
+        out: list[Record] = []
+        for row in self.webhooks.error_log.rows():
+            source = self.webhooks.error_log_sources.get(row["id"])
+            extra: Record = {"root": None, "webhookId": None}
+            if source is not None:
+                extra = {"root": source.root, "webhookId": source.webhook_id}
+            out.append({**row, **extra})
+        return out
 
     @property
     def callout_log(self) -> list[Record]:
@@ -144,10 +156,25 @@ class SimulatorState:
     # ------------------------------------------------------------ controls
 
     def set_faults(self, **changes: object) -> FaultConfig:
-        """Merge ``changes`` into the fault settings (validated) and return the result."""
+        """Merge ``changes`` into the fault settings (validated) and return the result.
+
+        Durations may be timedelta, seconds or unit strings (the admin API sends numbers).
+        """
         merged = self.config.faults.model_dump() | changes
         self.config.faults = FaultConfig.model_validate(merged)
         return self.config.faults
+
+    def set_limits(self, **changes: object) -> LimitsConfig:
+        """Merge ``changes`` into the limits (validated) and return the result."""
+        merged = self.config.limits.model_dump() | changes
+        self.config.limits = LimitsConfig.model_validate(merged)
+        return self.config.limits
+
+    def set_api(self, **changes: object) -> ApiBehaviour:
+        """Merge ``changes`` into the API behaviour (validated) and return the result."""
+        merged = self.config.api.model_dump() | changes
+        self.config.api = ApiBehaviour.model_validate(merged)
+        return self.config.api
 
     def clear_faults(self) -> None:
         self.config.faults = FaultConfig()

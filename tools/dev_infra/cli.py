@@ -1,7 +1,7 @@
-"""``autotask-sync dev-infra up|down|env|status``: the local stack for a person.
+"""``python -m tools dev-infra up|down|env|status``: the local stack for a person.
 
 ``up`` is idempotent: when a stack recorded in ``.dev-infra/state.json`` still answers, it is
-reused. ``env`` prints shell ``export`` lines (``eval "$(autotask-sync dev-infra env)"``).
+reused. ``env`` prints shell ``export`` lines (``eval "$(python -m tools dev-infra env)"``).
 Test sessions reuse a stack started this way when one is up, and start their own otherwise.
 """
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     running = running_stack()
     if running is None:
         print(
-            "no local stack is running; start one with `autotask-sync dev-infra up`",
+            "no local stack is running; start one with `python -m tools dev-infra up`",
             file=sys.stderr,
         )
         return 1

@@ -66,61 +66,83 @@ def _server_user() -> dict[str, Any]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
+_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+    "shared_buffers": "128MB",
+}
+
+
 def start_postgres(
     data_root: Path, *, owned_by_caller: bool, timeout: float = 60.0
 ) -> PostgresProcess:
     """Create and start a cluster under ``data_root``; returns once it accepts connections."""
     dirs = _binary_dirs()
     initdb = require_tool("initdb", dirs, _INSTALL_POSTGRES)
-    postgres = require_tool("postgres", [initdb.parent, *dirs], _INSTALL_POSTGRES)
-    createdb = require_tool("createdb", [initdb.parent, *dirs], _INSTALL_POSTGRES)
     as_server_user = _server_user()
-
     data_root.mkdir(parents=True, exist_ok=True)
-    data_dir = data_root / "pgdata"
     if as_server_user:
         os.chown(data_root, as_server_user["user"], as_server_user["group"])
-    env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-
     run_checked(
-        [str(initdb), "-D", str(data_dir), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
-         "--no-sync"],
+        [str(initdb), "-D", str(data_root / "pgdata"), "-U", SUPERUSER, "-A", "trust",
+         "-E", "UTF8", "--no-sync"],
         "initdb",
-        env=env,
+        env=_env(),
         cwd=data_root,
         timeout=120,
         **as_server_user,
     )  # fmt: skip
-    port = free_port()
-    settings = {
-        "listen_addresses": "127.0.0.1",
-        "unix_socket_directories": str(data_root),
-        "fsync": "off",
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
-        "max_connections": "200",
-        "shared_buffers": "128MB",
-    }
+    return _serve(data_root, free_port(), owned_by_caller=owned_by_caller, timeout=timeout,
+                  create_database=True)  # fmt: skip
+
+
+def restart_postgres(
+    stopped: PostgresProcess, *, owned_by_caller: bool, timeout: float = 60.0
+) -> PostgresProcess:
+    """Start a stopped cluster again on the same port with the same data (fault tests)."""
+    return _serve(stopped.data_dir, stopped.port, owned_by_caller=owned_by_caller,
+                  timeout=timeout, create_database=False)  # fmt: skip
+
+
+def _serve(
+    data_root: Path, port: int, *, owned_by_caller: bool, timeout: float, create_database: bool
+) -> PostgresProcess:
+    dirs = _binary_dirs()
+    initdb = require_tool("initdb", dirs, _INSTALL_POSTGRES)
+    postgres = require_tool("postgres", [initdb.parent, *dirs], _INSTALL_POSTGRES)
+    createdb = require_tool("createdb", [initdb.parent, *dirs], _INSTALL_POSTGRES)
+    psql = require_tool("psql", [initdb.parent, *dirs], _INSTALL_POSTGRES)
+    settings = {**_SETTINGS, "unix_socket_directories": str(data_root)}
+    check = (
+        [str(createdb), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, DATABASE]
+        if create_database
+        else [str(psql), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, "-d", DATABASE,
+              "-c", "SELECT 1"]
+    )  # fmt: skip
+    log_file = data_root / ("postgres.log" if create_database else "postgres-restart.log")
     process = launch(
-        [str(postgres), "-D", str(data_dir), "-p", str(port),
+        [str(postgres), "-D", str(data_root / "pgdata"), "-p", str(port),
          *(arg for key, value in settings.items() for arg in ("-c", f"{key}={value}"))],
         what="PostgreSQL",
         port=port,
         data_dir=data_root,
-        log_file=data_root / "postgres.log",
+        log_file=log_file,
         owned_by_caller=owned_by_caller,
         timeout=timeout,
-        ready=lambda: run_checked(
-            [str(createdb), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, DATABASE],
-            "createdb",
-            env=env,
-            timeout=60,
-        ),
-        env=env,
+        ready=lambda: run_checked(check, "createdb" if create_database else "psql",
+                                  env=_env(), timeout=60),
+        env=_env(),
         cwd=data_root,
-        **as_server_user,
+        **_server_user(),
     )  # fmt: skip
-    return PostgresProcess(process, port, data_root, data_root / "postgres.log")
+    return PostgresProcess(process, port, data_root, log_file)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
 
 
 def remove_data(data_root: Path) -> None:

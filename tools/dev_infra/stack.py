@@ -7,12 +7,11 @@ For each service, in order of preference:
    Maven Central run on the local JVM).
 
 Tests, ``make demo`` and the benchmarks all go through :class:`DevStack`; the
-``autotask-sync dev-infra`` command starts the same stack for a person.
+``python -m tools dev-infra`` command starts the same stack for a person.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.settings import WELL_KNOWN_NAMES, configured_value
 from tools.dev_infra import docker, kafka, postgres, watchdog
 from tools.dev_infra.processes import peak_rss_bytes, stop_process
 
@@ -38,8 +38,8 @@ class StackEnv:
 
     def as_env(self) -> dict[str, str]:
         return {
-            "DATABASE_URL": self.database_url,
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            WELL_KNOWN_NAMES["database_url"]: self.database_url,
+            WELL_KNOWN_NAMES["kafka_bootstrap_servers"]: self.kafka_bootstrap_servers,
         }
 
 
@@ -76,14 +76,14 @@ class DevStack:
         try:
             database_url = self._provide(
                 "postgres",
-                "DATABASE_URL",
+                "database_url",
                 self.postgres,
                 docker.start_postgres_container,
                 self._local_postgres,
             )
             bootstrap = self._provide(
                 "kafka",
-                "KAFKA_BOOTSTRAP_SERVERS",
+                "kafka_bootstrap_servers",
                 self.kafka,
                 docker.start_kafka_container,
                 self._local_kafka,
@@ -99,14 +99,13 @@ class DevStack:
     def _provide(
         self,
         name: str,
-        variable: str,
+        setting: str,
         wanted: bool,
         in_container: Callable[[docker.Containers], str],
         local: Callable[[], str],
     ) -> str:
         """The address of one service: configured, from a container, or started locally."""
-        # The prefixed name wins, as it does in shared.settings.
-        configured = os.environ.get(f"AUTOTASK_SYNC_{variable}") or os.environ.get(variable)
+        configured = configured_value(setting)
         if configured or not wanted:
             self.sources[name] = "environment" if configured else "not requested"
             return configured or ""

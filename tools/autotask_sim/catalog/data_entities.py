@@ -1,5 +1,5 @@
 """Schemas of the business entities: Tickets, Companies, Contacts, ConfigurationItems, TicketNotes,
-Resources, and the ticket delete logs.
+Resources, Contracts, and the ticket delete logs.
 
 Names and types are the REST API's (autotask-api.md §3, §6 and the Anteris entity classes it
 cites). Last-modified fields are read-only and not webhook fields: Autotask moves them itself.
@@ -8,7 +8,7 @@ cites). Last-modified fields are read-only and not webhook fields: Autotask move
 from __future__ import annotations
 
 from tools.autotask_sim.catalog import picklists as pl
-from tools.autotask_sim.schema import Capabilities, EntitySchema, FieldSpec
+from tools.autotask_sim.store.schema import Capabilities, EntitySchema, FieldSpec
 
 F = FieldSpec
 
@@ -165,6 +165,32 @@ RESOURCES = EntitySchema(
     capabilities=Capabilities(create=False, delete=False),
 )
 
+# Contracts: no webhooks, no creation stamp; lastModifiedDateTime moves on every change (the
+# watermark GDS verified live). The API creates and updates contracts but does not delete them.
+CONTRACTS = EntitySchema(
+    name="Contracts",
+    fields=(
+        _id(),
+        F("companyID", "integer", required=True, reference="Company"),
+        F("contactID", "integer", reference="Contact"),
+        F("contractName", "string", 100, required=True),
+        F("contractNumber", "string", 50),
+        F("contractType", "integer", required=True, picklist=pl.CONTRACT_TYPE),
+        F("contractCategory", "integer", picklist=pl.CONTRACT_CATEGORY),
+        F("status", "integer", required=True, picklist=pl.CONTRACT_STATUS),
+        F("startDate", "datetime", required=True),
+        F("endDate", "datetime", required=True),
+        F("isDefaultContract", "boolean"),
+        F("description", "string", 2000),
+        F("estimatedRevenue", "double"),
+        F("setupFee", "double"),
+        F("serviceLevelAgreementID", "integer"),
+        F("timeReportingRequiresStartAndStopTimes", "integer", required=True),
+        _stamp("lastModifiedDateTime"),
+    ),
+    capabilities=Capabilities(delete=False),
+)
+
 DELETED_TICKET_LOGS = EntitySchema(
     name="DeletedTicketLogs",
     fields=(
@@ -207,6 +233,7 @@ DATA_SCHEMAS: tuple[EntitySchema, ...] = (
     CONFIGURATION_ITEMS,
     TICKET_NOTES,
     RESOURCES,
+    CONTRACTS,
 )
 LOG_SCHEMAS: tuple[EntitySchema, ...] = (DELETED_TICKET_LOGS, DELETED_TICKET_ACTIVITY_LOGS)
 
@@ -214,6 +241,7 @@ __all__ = [
     "COMPANIES",
     "CONFIGURATION_ITEMS",
     "CONTACTS",
+    "CONTRACTS",
     "DATA_SCHEMAS",
     "DELETED_ACTIVITY_NOTE_TYPE",
     "DELETED_TICKET_ACTIVITY_LOGS",

@@ -6,7 +6,7 @@ queue ids are the odd large numbers real tenants have, so clients never assume s
 
 from __future__ import annotations
 
-from tools.autotask_sim.schema import PicklistValue, UdfSpec
+from tools.autotask_sim.store.schema import PicklistValue, UdfSpec
 
 P = PicklistValue
 
@@ -111,6 +111,26 @@ RESOURCE_LICENSE = (
     P(7, "API User (API-only)"),
 )
 
+CONTRACT_TYPE = (
+    P(1, "Time & Materials", is_default=True),
+    P(3, "Fixed Price"),
+    P(4, "Block Hours"),
+    P(6, "Retainer"),
+    P(7, "Recurring Service"),
+    P(8, "Per Ticket"),
+)
+
+CONTRACT_STATUS = (
+    P(0, "Inactive"),
+    P(1, "Active", is_default=True),
+)
+
+CONTRACT_CATEGORY = (
+    P(1, "Standard", is_default=True),
+    P(2, "Managed Services"),
+    P(3, "Project"),
+)
+
 TICKET_UDFS = (
     UdfSpec("External Reference", "External Reference", "string", length=100),
     UdfSpec(
@@ -136,6 +156,9 @@ __all__ = [
     "COMPANY_TYPE",
     "COMPANY_UDFS",
     "CONTACT_UDFS",
+    "CONTRACT_CATEGORY",
+    "CONTRACT_STATUS",
+    "CONTRACT_TYPE",
     "ISSUE_TYPE",
     "NOTE_PUBLISH",
     "NOTE_TYPE",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from shared.entities import EntitySpec, webhook_entities
 from tools.autotask_sim.catalog.data_entities import DATA_SCHEMAS
-from tools.autotask_sim.schema import Capabilities, EntitySchema, FieldSpec, PicklistValue
+from tools.autotask_sim.store.schema import Capabilities, EntitySchema, FieldSpec, PicklistValue
 
 F = FieldSpec
 
@@ -64,25 +64,31 @@ WEBHOOK_FIELD_IDS: dict[str, WebhookFieldIds] = _build_ids()
 """Per data entity REST name."""
 
 
-def webhook_schema(root: str) -> EntitySchema:
-    """Schema of a ``{X}Webhooks`` entity."""
+def webhook_schema(spec: EntitySpec) -> EntitySchema:
+    """Schema of a ``{X}Webhooks`` entity; required fields as live metadata marks them (§7).
+
+    ConfigurationItemWebhooks differ: ``isActive`` and ``sendThresholdExceededNotification``
+    are nullable there, so a create may leave them out.
+    """
+    flags_required = spec.rest_name != "ConfigurationItems"
     return EntitySchema(
-        name=root,
+        name=spec.webhook_root or "",
         fields=(
             F("id", "long", read_only=True),
-            F("name", "string", 50),
+            F("name", "string", 50, required=True),
             F("webhookUrl", "string", 500, required=True),
             F("deactivationUrl", "string", 500, required=True),
-            F("secretKey", "string", 64, queryable=False),
-            F("isActive", "boolean"),
+            F("secretKey", "string", 64, required=True, queryable=False),
+            F("isActive", "boolean", required=flags_required),
             F("isReady", "boolean", read_only=True),
             F("isSubscribedToCreateEvents", "boolean"),
             F("isSubscribedToUpdateEvents", "boolean"),
             F("isSubscribedToDeleteEvents", "boolean"),
-            F("sendThresholdExceededNotification", "boolean"),
+            F("sendThresholdExceededNotification", "boolean", required=flags_required),
             F("notificationEmailAddress", "string", 150),
             F("ownerResourceID", "integer", read_only=True, reference="Resource"),
-            F("webhookGUID", "string", 100, read_only=True),
+            # Live field metadata spells it webhookGuid; Nango's docs write webhookGUID.
+            F("webhookGuid", "string", 100, read_only=True),
         ),
     )
 
@@ -96,15 +102,18 @@ def webhook_fields_schema(spec: EntitySpec) -> EntitySchema:
         fields=(
             F("id", "long", read_only=True),
             F("fieldID", "integer", required=True, create_only=True, picklist=picklist),
-            F("isSubscribedField", "boolean"),
-            F("isDisplayAlwaysField", "boolean"),
-            F("webhookID", "integer", create_only=True, reference=_singular_root(spec)),
+            F("isSubscribedField", "boolean", required=True),
+            F("isDisplayAlwaysField", "boolean", required=True),
+            F("webhookID", "integer", required=True, create_only=True),
         ),
     )
 
 
 def webhook_udf_fields_schema(spec: EntitySpec) -> EntitySchema:
-    """Schema of ``{X}WebhookUdfFields``; ``udfFieldID`` is a picklist of the UDF ids."""
+    """Schema of ``{X}WebhookUdfFields``; ``udfFieldID`` is a picklist of the UDF ids.
+
+    Only entities with UDFs have it: TicketNoteWebhooks have no UdfFields child.
+    """
     ids = WEBHOOK_FIELD_IDS[spec.rest_name]
     picklist = tuple(PicklistValue(i, name) for i, name in ids.udfs.items())
     return EntitySchema(
@@ -112,9 +121,9 @@ def webhook_udf_fields_schema(spec: EntitySpec) -> EntitySchema:
         fields=(
             F("id", "long", read_only=True),
             F("udfFieldID", "integer", required=True, create_only=True, picklist=picklist),
-            F("isSubscribedField", "boolean"),
-            F("isDisplayAlwaysField", "boolean"),
-            F("webhookID", "integer", create_only=True, reference=_singular_root(spec)),
+            F("isSubscribedField", "boolean", required=True),
+            F("isDisplayAlwaysField", "boolean", required=True),
+            F("webhookID", "integer", required=True, create_only=True),
         ),
     )
 
@@ -126,20 +135,19 @@ def webhook_excluded_resources_schema(spec: EntitySpec) -> EntitySchema:
         fields=(
             F("id", "long", read_only=True),
             F("resourceID", "integer", required=True, create_only=True, reference="Resource"),
-            F("webhookID", "integer", create_only=True, reference=_singular_root(spec)),
+            F("webhookID", "integer", required=True, create_only=True),
         ),
         capabilities=Capabilities(update=False),
     )
 
 
-# Error-log column holding the owning webhook's id, per webhook root (Anteris names the company
-# column after the legacy "Account" entity).
+# Error-log column holding the owning webhook's id. The vendor table and both swagger-derived
+# clients list only these two (the company one named after the legacy "Account" entity): rows of
+# Ticket, ConfigurationItem and TicketNote webhooks carry no webhook id and are matched to their
+# webhook through the Guid in ``payload``.
 ERROR_LOG_WEBHOOK_COLUMN = {
     "CompanyWebhooks": "accountWebhookID",
     "ContactWebhooks": "contactWebhookID",
-    "ConfigurationItemWebhooks": "configurationItemWebhookID",
-    "TicketWebhooks": "ticketWebhookID",
-    "TicketNoteWebhooks": "ticketNoteWebhookID",
 }
 
 WEBHOOK_EVENT_ERROR_LOGS = EntitySchema(
@@ -159,10 +167,6 @@ WEBHOOK_EVENT_ERROR_LOGS = EntitySchema(
 def _child_name(spec: EntitySpec, child: str) -> str:
     root = spec.webhook_root or ""
     return root[: -len("s")] + child if root.endswith("Webhooks") else root + child
-
-
-def _singular_root(spec: EntitySpec) -> str:
-    return (spec.webhook_root or "").removesuffix("s")
 
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Seeded generation of a realistic tenant: resources, companies, contacts, CIs, tickets, notes.
+"""Seeded generation of a realistic tenant: resources, companies, contacts, CIs, tickets, notes,
+and contracts when asked for.
 
 Same seed and sizes (and ``anchor_time``) → the same tenant, record for record. Records use the
 REST field names and types of the catalog. Creation times are increasing with ids, as in a real
@@ -47,6 +48,10 @@ def generate_tenant(config: SimulatorConfig, clock: SimClock, anchor: datetime) 
     tickets, created_ms = service.tickets(gen, company_ids, contacts, resource_ids)
     data.records["Tickets"] = tickets
     data.records["TicketNotes"] = service.notes(gen, tickets, created_ms, resource_ids)
+    if config.contracts:
+        data.records["Contracts"] = accounts.contracts(
+            gen, company_ids, [c["id"] for c in contacts]
+        )
     return data
 
 

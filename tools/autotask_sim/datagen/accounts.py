@@ -1,6 +1,8 @@
-"""Generated resources, companies and contacts."""
+"""Generated resources, companies, contacts and contracts."""
 
 from __future__ import annotations
+
+import random
 
 from tools.autotask_sim.catalog import sample_text as txt
 from tools.autotask_sim.datagen.base import (
@@ -115,4 +117,50 @@ def contacts(gen: Gen, company_ids: list[int]) -> list[Record]:
     return out
 
 
-__all__ = ["companies", "contacts", "resources"]
+def contracts(gen: Gen, company_ids: list[int], contact_ids: list[int]) -> list[Record]:
+    """``config.contracts`` contracts. Their own RNG stream: a tenant with contracts has the
+    same other records as one without."""
+    n = gen.config.contracts
+    if n == 0 or not company_ids:
+        return []
+    rng = random.Random(gen.config.seed * 7919 + 17)
+
+    def pick(seq: list[int] | tuple[int, ...]) -> int:
+        return seq[int(rng.random() * len(seq))]
+
+    dates = gen.stamper("Contracts", "startDate")
+    modified = gen.stamper("Contracts", "lastModifiedDateTime")
+    starts = sorted(gen.anchor_ms - gen.span_ms + int(rng.random() * gen.span_ms) for _ in range(n))
+    out: list[Record] = []
+    contract_id, day = 29684500, 86_400_000
+    for number, start in enumerate(starts, start=1):
+        contract_id += 2 if rng.random() < 0.08 else 1
+        company = pick(company_ids)
+        kind = pick((1, 1, 3, 4, 6, 7, 7, 8))
+        start_day = start // day * day
+        out.append(
+            {
+                "id": contract_id,
+                "companyID": company,
+                "contactID": pick(contact_ids) if contact_ids and rng.random() < 0.5 else None,
+                "contractName": f"{('Managed', 'Support', 'Block', 'Project')[kind % 4]} "
+                f"agreement {number}",
+                "contractNumber": f"CT{contract_id:08d}",
+                "contractType": kind,
+                "contractCategory": pick((1, 1, 2, 3)),
+                "status": 1 if rng.random() < 0.85 else 0,
+                "startDate": dates(start_day),
+                "endDate": dates(start_day + 365 * day),
+                "isDefaultContract": rng.random() < 0.1,
+                "description": None,
+                "estimatedRevenue": float(rng.randrange(1, 200) * 100),
+                "setupFee": None,
+                "serviceLevelAgreementID": None,
+                "timeReportingRequiresStartAndStopTimes": 1,
+                "lastModifiedDateTime": modified(gen.later(start)),
+            }
+        )
+    return out
+
+
+__all__ = ["companies", "contacts", "contracts", "resources"]

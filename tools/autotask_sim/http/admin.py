@@ -7,13 +7,15 @@ POST   /_sim/entities/{Entity}           create as a UI user (``?personId=``), f
 PATCH  /_sim/entities/{Entity}/{id}      update as a UI user
 DELETE /_sim/entities/{Entity}/{id}      delete as a UI user
 GET    /_sim/webhooks                    webhooks with fields, UDF fields, exclusions
-GET    /_sim/error-log                   WebhookEventErrorLogs rows
-GET    /_sim/requests                    counts per endpoint/status, peak concurrency
+GET    /_sim/error-log                   WebhookEventErrorLogs rows, with root and webhookId
+GET    /_sim/requests                    counts per endpoint/status, peak concurrency, logins
 POST   /_sim/requests/reset              clear counters and the hourly window
+POST   /_sim/usage                       ``{"calls": n}``: other integrations' calls, counted now
 GET    /_sim/callouts                    delivery log (``?limit=``) and counters
-POST   /_sim/callouts/wait               ``{"timeout": s}`` → {"idle": bool}
+POST   /_sim/callouts/wait               ``{"timeout": seconds}`` → {"idle": bool}
 GET    /_sim/faults · PATCH /_sim/faults · DELETE /_sim/faults
 GET    /_sim/limits · PATCH /_sim/limits
+GET    /_sim/api · PATCH /_sim/api       API behaviour (``{"collection_patch": "html_404"}``)
 PUT    /_sim/security                    replace the API user's security level
 POST   /_sim/unlock                      clear a locked API user
 POST   /_sim/zone                        ``{"zone": 15}``: move the tenant
@@ -21,17 +23,21 @@ GET    /_sim/changes                     generator status and its log (``?limit=
 POST   /_sim/changes/apply               ``{"count": n, "seed"?: s}`` → applied changes
 POST   /_sim/changes/start               ``{"rate": r, "count"?, "duration"?, "seed"?}``
 POST   /_sim/changes/stop
+
+Durations are numbers of seconds here, in both directions (``PATCH /_sim/faults {"latency":
+0.1}``); unit strings such as ``"250ms"`` are accepted too.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from tools.autotask_sim.apierror import ApiError
-from tools.autotask_sim.config import LimitsConfig, SecurityLevel
+from tools.autotask_sim.config import SecurityLevel
 from tools.autotask_sim.http.responses import error_response, json_response, object_body, read_json
 from tools.autotask_sim.state import SimulatorState
 
@@ -163,6 +169,15 @@ async def reset_requests(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
+@routes.post("/usage")
+async def add_usage(request: web.Request) -> web.Response:
+    body = object_body(await read_json(request))
+    calls = body.get("calls")
+    if not isinstance(calls, int) or isinstance(calls, bool):
+        raise ValueError(f"'calls' must be a whole number, not {calls!r}")
+    return json_response({"hourlyUsage": _state(request).limits.add_usage(calls)})
+
+
 @routes.get("/callouts")
 async def callouts(request: web.Request) -> web.Response:
     state = _state(request)
@@ -174,7 +189,8 @@ async def callouts(request: web.Request) -> web.Response:
 @routes.post("/callouts/wait")
 async def wait_callouts(request: web.Request) -> web.Response:
     body = await read_json(request, required=False) or {}
-    idle = await _state(request).dispatcher.wait_idle(float(body.get("timeout", 10)))
+    max_wait = timedelta(seconds=float(body.get("timeout", 10)))
+    idle = await _state(request).dispatcher.wait_idle(max_wait)
     return json_response({"idle": idle})
 
 
@@ -202,10 +218,19 @@ async def get_limits(request: web.Request) -> web.Response:
 
 @routes.patch("/limits")
 async def patch_limits(request: web.Request) -> web.Response:
-    state = _state(request)
     body = object_body(await read_json(request))
-    state.config.limits = LimitsConfig.model_validate(state.config.limits.model_dump() | body)
-    return json_response(state.config.limits.model_dump(mode="json"))
+    return json_response(_state(request).set_limits(**body).model_dump(mode="json"))
+
+
+@routes.get("/api")
+async def get_api(request: web.Request) -> web.Response:
+    return json_response(_state(request).config.api.model_dump(mode="json"))
+
+
+@routes.patch("/api")
+async def patch_api(request: web.Request) -> web.Response:
+    body = object_body(await read_json(request))
+    return json_response(_state(request).set_api(**body).model_dump(mode="json"))
 
 
 @routes.put("/security")
@@ -259,7 +284,7 @@ async def start_changes(request: web.Request) -> web.Response:
     changes.start(
         float(body["rate"]),
         count=None if count is None else int(count),
-        duration=None if duration is None else float(duration),
+        duration=None if duration is None else timedelta(seconds=float(duration)),
     )
     return json_response(changes.status())
 

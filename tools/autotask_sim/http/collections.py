@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.entities import REGISTRY
+from tools.autotask_sim.access.users import ApiUser
 from tools.autotask_sim.apierror import method_not_allowed, not_found, permission_denied
 from tools.autotask_sim.config import PermissionAction
 from tools.autotask_sim.jsontypes import Record
-from tools.autotask_sim.schema import Capabilities, EntitySchema
 from tools.autotask_sim.state import SimulatorState
-from tools.autotask_sim.table import Table
-from tools.autotask_sim.tenant import body_id
-from tools.autotask_sim.users import ApiUser
-from tools.autotask_sim.webhooks import CHILD_KINDS, ChildKind
+from tools.autotask_sim.store.schema import Capabilities, EntitySchema
+from tools.autotask_sim.store.table import Table
+from tools.autotask_sim.store.tenant import body_id
+from tools.autotask_sim.store.webhooks import ChildKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class EntityCollection(Collection):
     def create(self, body: Mapping[str, Any], ctx: Ctx) -> Record:
         if not self.capabilities.create:
             raise method_not_allowed("POST")
-        return self.state.tenant.create(self.name, body, ctx.person_id)
+        return self.state.tenant.create(self.name, body, ctx.person_id, via_api=True)
 
     def update(
         self, body: Mapping[str, Any], ctx: Ctx, *, replace: bool, record_id: int | None
@@ -117,13 +117,13 @@ class EntityCollection(Collection):
         if not self.capabilities.update:
             raise method_not_allowed("PUT" if replace else "PATCH")
         return self.state.tenant.update(
-            self.name, body, ctx.person_id, replace=replace, record_id=record_id
+            self.name, body, ctx.person_id, replace=replace, record_id=record_id, via_api=True
         )
 
     def delete(self, record_id: int, ctx: Ctx) -> None:
         if not self.capabilities.delete:
             raise method_not_allowed("DELETE")
-        self.state.tenant.delete(self.name, record_id, ctx.person_id)
+        self.state.tenant.delete(self.name, record_id, ctx.person_id, via_api=True)
 
 
 class EntityChild(ChildCollection):
@@ -149,17 +149,19 @@ class EntityChild(ChildCollection):
     def create(self, parent_id: int, body: Mapping[str, Any], ctx: Ctx) -> Record:
         forced = {k: v for k, v in body.items() if k.lower() != self.parent_field.lower()}
         forced[self.parent_field] = parent_id
-        return self.state.tenant.create(self.name, forced, ctx.person_id)
+        return self.state.tenant.create(self.name, forced, ctx.person_id, via_api=True)
 
     def update(self, parent_id: int, body: Mapping[str, Any], ctx: Ctx, replace: bool) -> Record:
         if self.get(parent_id, body_id(body), ctx) is None:
             raise not_found(f"No {self.name} entity with that id under parent {parent_id}.")
-        return self.state.tenant.update(self.name, body, ctx.person_id, replace=replace)
+        return self.state.tenant.update(
+            self.name, body, ctx.person_id, replace=replace, via_api=True
+        )
 
     def delete(self, parent_id: int, child_id: int, ctx: Ctx) -> None:
         if self.get(parent_id, child_id, ctx) is None:
             raise not_found(f"No {self.name} entity with id {child_id} under parent {parent_id}.")
-        self.state.tenant.delete(self.name, child_id, ctx.person_id)
+        self.state.tenant.delete(self.name, child_id, ctx.person_id, via_api=True)
 
 
 def require_permission(
@@ -183,8 +185,8 @@ class WebhookCollection(Collection):
         assert registry_root is not None
         super().__init__(registry_root.name, registry_root.webhooks)
         self.state = state
-        for lowered, kind in CHILD_KINDS.items():
-            self.children[lowered] = WebhookChild(state, registry_root.name, kind)
+        for kind in registry_root.children:
+            self.children[kind.lower()] = WebhookChild(state, registry_root.name, kind)
 
     def render(self, record: Record) -> Record:
         return self.state.webhooks.render(record)
@@ -195,8 +197,10 @@ class WebhookCollection(Collection):
     def update(
         self, body: Mapping[str, Any], ctx: Ctx, *, replace: bool, record_id: int | None
     ) -> Record:
+        if record_id is not None:
+            raise method_not_allowed("PUT")  # the swagger has GET and DELETE on /{id} only
         _require_webhook_grant(self.state, ctx, "update", self.name)
-        return self.state.webhooks.update(self.name, body, replace=replace, record_id=record_id)
+        return self.state.webhooks.update(self.name, body, replace=replace)
 
     def delete(self, record_id: int, ctx: Ctx) -> None:
         _require_webhook_grant(self.state, ctx, "delete", self.name)
@@ -235,7 +239,8 @@ class WebhookChild(ChildCollection):
 
 
 class ErrorLogCollection(Collection):
-    """``WebhookEventErrorLogs``: query and delete; each user sees its own webhooks' rows."""
+    """``WebhookEventErrorLogs``: query, get and delete; each user sees only the rows of the
+    callouts its own webhooks made."""
 
     def __init__(self, state: SimulatorState) -> None:
         super().__init__("WebhookEventErrorLogs", state.webhooks.error_log)
@@ -247,19 +252,18 @@ class ErrorLogCollection(Collection):
 
     def visible(self, record: Record, ctx: Ctx) -> bool:
         record_id = record.get("id")
-        owner = (
-            self.state.webhooks.error_log_owner.get(record_id)
+        source = (
+            self.state.webhooks.error_log_sources.get(record_id)
             if isinstance(record_id, int)
             else None
         )
-        return owner is None or owner == ctx.user.resource_id
+        return source is None or source.owner is None or source.owner == ctx.user.resource_id
 
     def delete(self, record_id: int, ctx: Ctx) -> None:
         record = self.table.get(record_id)
         if record is None or not self.visible(record, ctx):
             raise not_found(f"No WebhookEventErrorLogs entity with id {record_id}.")
-        self.table.remove(record_id)
-        self.state.webhooks.error_log_owner.pop(record_id, None)
+        self.state.webhooks.delete_error_log(record_id)
 
 
 def build_collections(state: SimulatorState) -> dict[str, Collection]:

@@ -1,9 +1,10 @@
 """The front door of every Autotask-facing request: zones, auth, limits and request faults.
 
 Order, per request: outage fault → zone lookup / version (no auth) → zone check (an old zone
-answers 401 after a move) → authentication (401) → hourly threshold (429) → thread slot (429,
-``Itgenatr005``) → usage latency and injected latency → random 429 / 500 → the REST handler →
-truncated-body fault. Every request is counted per endpoint with its status, whatever happened.
+answers 401 after a move) → authentication (401) → hourly threshold (429) → thread slot (429 by
+default, ``Itgenatr005``) → usage latency and injected latency → random 429 / 500 → the REST
+handler → truncated-body fault. Every request is counted per endpoint with its status, whatever
+happened.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import asyncio
 import contextlib
 import socket
 import struct
+from datetime import timedelta
 
 from aiohttp import web
 
+from tools.autotask_sim.access.faults import OUTAGE_TEXT, RANDOM_429_TEXT, RANDOM_500_TEXT
+from tools.autotask_sim.access.users import ApiUser
 from tools.autotask_sim.apierror import ApiError, business_error
-from tools.autotask_sim.faults import OUTAGE_TEXT, RANDOM_429_TEXT, RANDOM_500_TEXT
 from tools.autotask_sim.http.collections import Ctx
 from tools.autotask_sim.http.responses import error_response, json_response
 from tools.autotask_sim.http.rest import RestApi
-from tools.autotask_sim.http.routing import ApiPath, parse_path, rest_root
+from tools.autotask_sim.http.routing import ApiPath, parse_path, zone_url
 from tools.autotask_sim.state import ZONE_NAMES, SimulatorState
-from tools.autotask_sim.users import ApiUser
 
 UNKNOWN_USER = "Zone information could not be determined for the user: {user}"
 
@@ -77,11 +79,11 @@ class Gateway:
         if path.zone != state.zone:
             # The tenant does not live here (never did, or moved away): credentials fail.
             raise state.users.unauthorized("The user is not found in this zone.")
-        user = state.users.authenticate(request.headers)
+        user = self._authenticate(request)
         ctx = Ctx(user, self._person(request, user), _origin(request), state.zone)
         state.limits.count_request()
         key = (user.integration_code, endpoint)
-        state.limits.acquire(key)
+        state.limits.acquire(key, self.rest.method_name(path.segments, request.method))
         try:
             return await self._admitted(request, path, endpoint, ctx)
         finally:
@@ -93,14 +95,13 @@ class Gateway:
         state = self.state
         faults = state.faults
         targeted = faults.applies_to(endpoint)
-        delay = state.limits.usage_delay() + (faults.latency() if targeted else 0.0)
-        if delay > 0:
-            await asyncio.sleep(delay)
+        delay = state.limits.usage_delay()
+        if targeted:
+            delay += faults.latency()
+        if delay > timedelta(0):
+            await asyncio.sleep(delay.total_seconds())
         if targeted and faults.roll(faults.settings.rate_429):
-            headers = {}
-            if state.config.limits.retry_after_s is not None:
-                headers["Retry-After"] = str(round(state.config.limits.retry_after_s))
-            raise ApiError(429, RANDOM_429_TEXT, headers=headers)
+            raise ApiError(429, RANDOM_429_TEXT, headers=state.limits.retry_after_headers())
         if targeted and faults.roll(faults.settings.rate_500):
             raise ApiError(500, RANDOM_500_TEXT)
         response = await self.rest.dispatch(request, path.segments, ctx)
@@ -118,9 +119,7 @@ class Gateway:
         if not name.strip() or self.state.users.find(name) is None:
             raise business_error(UNKNOWN_USER.format(user=name))
         zone = self.state.zone
-        url = rest_root(_origin(request), zone)
-        if self.state.config.api.zone_url_trailing_slash:
-            url += "/"
+        url = zone_url(_origin(request), zone, self.state.config.api.zone_url_trailing_slash)
         return json_response(
             {
                 "zoneName": ZONE_NAMES.get(zone, f"Zone {zone}"),
@@ -129,6 +128,18 @@ class Gateway:
                 "ci": zone,
             }
         )
+
+    def _authenticate(self, request: web.Request) -> ApiUser:
+        """The caller, counted as a login or a failed login (what a lockout counts)."""
+        stats = self.state.requests
+        name = request.headers.get("UserName", "").strip().lower()
+        try:
+            user = self.state.users.authenticate(request.headers)
+        except ApiError:
+            stats.failed_logins[name] += 1
+            raise
+        stats.logins[name] += 1
+        return user
 
     def _person(self, request: web.Request, user: ApiUser) -> int:
         """Who a write is attributed to: ImpersonationResourceId on writes, else the API user."""

@@ -17,7 +17,8 @@ from tools.autotask_sim.apierror import ApiError, business_error, method_not_all
 from tools.autotask_sim.http.collections import Collection, Ctx, require_permission
 from tools.autotask_sim.http.responses import dumps, json_response, raw_json_response, read_json
 from tools.autotask_sim.jsontypes import Record
-from tools.autotask_sim.paging import (
+from tools.autotask_sim.query.grammar import CompiledQuery, compile_query
+from tools.autotask_sim.query.paging import (
     BODY_MISMATCH,
     Direction,
     Kind,
@@ -26,8 +27,7 @@ from tools.autotask_sim.paging import (
     count,
     run_page,
 )
-from tools.autotask_sim.projection import project
-from tools.autotask_sim.query import CompiledQuery, compile_query
+from tools.autotask_sim.query.projection import project
 from tools.autotask_sim.state import SimulatorState
 
 

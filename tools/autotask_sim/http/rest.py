@@ -1,6 +1,7 @@
 """Route shapes of the REST API (§3) mapped onto collections.
 
-    /{Entity}                          POST create · PATCH / PUT update (id in body)
+    /{Entity}                          POST create · PATCH / PUT update (id in body);
+                                       PATCH an HTML 404 with ``api.collection_patch="html_404"``
     /{Entity}/{id}                     GET · DELETE · PUT (PATCH → 405)
     /{Entity}/query                    GET ?search= · POST body
     /{Entity}/query/count              GET ?search= · POST body
@@ -14,9 +15,12 @@ Authentication, limits and faults happen before this module (see ``gateway``).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp import web
 
 from shared.entities import find_rest_name
+from tools.autotask_sim.access.users import ApiUser
 from tools.autotask_sim.apierror import method_not_allowed, not_found
 from tools.autotask_sim.config import PermissionAction
 from tools.autotask_sim.http.collections import (
@@ -35,9 +39,31 @@ from tools.autotask_sim.http.responses import (
 )
 from tools.autotask_sim.jsontypes import JsonObject, Record
 from tools.autotask_sim.state import SimulatorState
-from tools.autotask_sim.users import ApiUser
 
 THRESHOLD = "thresholdinformation"
+IIS_NOT_FOUND = (
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+    '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+    "<html><head><title>404 - File or directory not found.</title></head>"
+    "<body><h2>404 - File or directory not found.</h2><h3>The resource you are looking for "
+    "might have been removed, had its name changed, or is temporarily unavailable.</h3>"
+    "</body></html>"
+)
+"""The page a missing route gets from the web server in front of the API (HTML, not JSON)."""
+# SOAP-era method names, which the thread-limit text carries (only the ThresholdInformation one,
+# getThresholdAndUsageInfo, is seen in a real message; the mapping of the others is assumed).
+_SOAP_METHODS = {
+    "GET": "query",
+    "POST": "create",
+    "PUT": "update",
+    "PATCH": "update",
+    "DELETE": "delete",
+}
+_SOAP_INFO_METHODS = {
+    "": "getEntityInfo",
+    "fields": "getFieldInfo",
+    "userdefinedfields": "getUDFInfo",
+}
 
 
 class RestApi:
@@ -55,6 +81,18 @@ class RestApi:
             return "ThresholdInformation"
         coll = self.collections.get(head)
         return coll.name if coll is not None else segments[0]
+
+    def method_name(self, segments: tuple[str, ...], http_method: str) -> str:
+        """The method the thread-limit text names for this call."""
+        lowered = [segment.lower() for segment in segments]
+        if lowered[0] == THRESHOLD:
+            return "getThresholdAndUsageInfo"
+        rest = lowered[1:]
+        if rest and rest[0] == "entityinformation":
+            return _SOAP_INFO_METHODS.get(rest[1] if len(rest) > 1 else "", "getEntityInfo")
+        if rest and rest[0] == "query":
+            return "query"
+        return _SOAP_METHODS.get(http_method, "query")
 
     async def dispatch(
         self, request: web.Request, segments: tuple[str, ...], ctx: Ctx
@@ -92,6 +130,10 @@ class RestApi:
     # ------------------------------------------------------------- helpers
 
     def _threshold(self) -> JsonObject:
+        """Flat and camelCase, not wrapped in ``item`` (§5).
+
+        The timeframe is Autotask's 60 minutes even when a test shortens the window.
+        """
         limits = self.state.limits
         return {
             "externalRequestThreshold": limits.config.hourly_limit,
@@ -110,6 +152,9 @@ class RestApi:
             body = object_body(await read_json(request))
             record = coll.create(body, ctx)
             return json_response({"itemId": record["id"]})
+        if method == "PATCH" and self.state.config.api.collection_patch == "html_404":
+            # Zone DE1 as reported: the route is missing, and IIS answers with its own page.
+            return web.Response(status=404, text=IIS_NOT_FOUND, content_type="text/html")
         if method in ("PATCH", "PUT"):
             require_permission(self.state, ctx.user, coll.perm_entity, "update")
             body = object_body(await read_json(request))
@@ -142,10 +187,10 @@ class RestApi:
         record = coll.table.get(record_id)
         if record is not None and not coll.visible(record, ctx):
             record = None
-        lag = self.state.config.faults.read_after_write_lag_s
+        lag = self.state.config.faults.read_after_write_lag
         if (
             record is not None
-            and lag > 0
+            and lag > timedelta(0)
             and self.state.tenant.created_within(coll.name, record_id, lag)
         ):
             record = None

@@ -56,8 +56,14 @@ def parse_path(path: str) -> ApiPath:
 
 
 def rest_root(origin: str, zone: int) -> str:
-    """The REST root of ``zone`` as zoneInformation's ``url`` gives it (no trailing slash)."""
+    """The REST root of ``zone`` without a trailing slash, ready to join ``/v1.0/...`` onto."""
     return f"{origin}/ws{zone}/atservicesrest"
 
 
-__all__ = ["ApiPath", "parse_path", "rest_root"]
+def zone_url(origin: str, zone: int, trailing_slash: bool) -> str:
+    """zoneInformation's ``url`` for ``zone``: the real API's ends with ``/atservicesrest/``."""
+    root = rest_root(origin, zone)
+    return root + "/" if trailing_slash else root
+
+
+__all__ = ["ApiPath", "parse_path", "rest_root", "zone_url"]

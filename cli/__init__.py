@@ -1,0 +1,1 @@
+"""``autotask-sync``: the command line for people. A leaf: nothing imports it."""

@@ -1,0 +1,123 @@
+"""``autotask-sync test-connection``: can this process talk to Autotask, and how well?
+
+Checks the connection configured by ``AUTOTASK_SYNC_AUTOTASK_*`` (``--connection`` renames it),
+or, when no username is configured there, the stored connection ``--connection NAME``. Prints the
+zone host, the API user, counts, usage (the tenant's, and this deployment's share of it) and
+webhook permission; any failure is printed as its cause and the fix, and the exit status is
+non-zero (1). When it passes, a pause of the connection's calls after rejected credentials is
+lifted for every process. Secrets are read from environment variables only, never from argv (it
+shows up in ``ps`` and shell history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from datetime import timedelta
+from typing import Any
+
+from pydantic import SecretStr
+
+from cli.checks import Report, check, explain, render_json, render_text
+from cli.store import open_store
+from shared.autotask import Connection
+from shared.db import connections as rows
+from shared.errors import ConfigError, SyncError
+from shared.scope import SyncScope
+from shared.settings import AutotaskSettings, load_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--connection",
+        metavar="NAME",
+        help="the environment connection's name; or, when AUTOTASK_SYNC_AUTOTASK_USERNAME is "
+        "not set, the stored connection to test (see `autotask-sync connections`)",
+    )
+    parser.add_argument("--username", help="API-only user's username (overrides the env)")
+    parser.add_argument(
+        "--secret-env",
+        metavar="VAR",
+        help="read the secret from environment variable VAR instead of "
+        "AUTOTASK_SYNC_AUTOTASK_SECRET (secrets are never accepted as arguments)",
+    )
+    parser.add_argument(
+        "--integration-code-env",
+        metavar="VAR",
+        help="read the integration code from VAR instead of "
+        "AUTOTASK_SYNC_AUTOTASK_INTEGRATION_CODE",
+    )
+    parser.add_argument("--zone-url", help="REST root; skips zone discovery")
+    parser.add_argument("--zone-lookup-url", help="where zone discovery asks")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="give up after this many seconds (60)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = asyncio.run(check_from_args(args))
+    print(render_json(report) if args.json else render_text(report))
+    return 0 if report.ok else 1
+
+
+async def check_from_args(args: argparse.Namespace) -> Report:
+    """Build the connection from env + flags (or the store) and check it; configuration errors
+    are reported like any other failed step."""
+    time_limit = timedelta(seconds=args.timeout)
+    try:
+        settings = load_settings(AutotaskSettings, **_overrides(args))
+        if settings.has_environment_connection or not args.connection:
+            connection = Connection.from_settings(settings)
+            scope = SyncScope.parse(settings.autotask_scope or None)
+        else:
+            connection, scope = await _stored(settings, args.connection)
+    except SyncError as exc:
+        report = Report(connection=args.connection or "default")
+        report.error = explain("configuration", exc)
+        return report
+    return await check(
+        connection,
+        scope=scope,
+        time_limit=time_limit,
+        share=settings.api_share,
+        database_url=settings.database_url.get_secret_value(),
+    )
+
+
+async def _stored(settings: AutotaskSettings, name: str) -> tuple[Connection, SyncScope]:
+    async with open_store(settings) as store, store.pool.acquire() as db:
+        row = await rows.fetch_one(db, name)
+    if row is None:
+        raise ConfigError(
+            f"no stored connection {name!r} (list them with `autotask-sync connections list`), "
+            "and AUTOTASK_SYNC_AUTOTASK_USERNAME is not set"
+        )
+    connection = row.open(store.box(), default_zone_lookup_url=settings.autotask_zone_lookup_url)
+    return connection, row.sync_scope()
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for flag, key in (
+        ("connection", "connection"),
+        ("username", "autotask_username"),
+        ("zone_url", "autotask_zone_url"),
+        ("zone_lookup_url", "autotask_zone_lookup_url"),
+    ):
+        value = getattr(args, flag, None)
+        if value:
+            overrides[key] = value
+    for flag, key in (
+        ("secret_env", "autotask_secret"),
+        ("integration_code_env", "autotask_integration_code"),
+    ):
+        variable = getattr(args, flag, None)
+        if variable:
+            value = os.environ.get(variable)
+            if not value:
+                option = "--" + flag.replace("_", "-")
+                raise ConfigError(f"environment variable {variable} (named by {option}) is not set")
+            overrides[key] = SecretStr(value)
+    return overrides

@@ -1,0 +1,1 @@
+"""Reconciler: periodic sweeps that repair what the webhooks missed, detect deletes, backfill."""

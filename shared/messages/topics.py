@@ -1,0 +1,83 @@
+"""Kafka topic declarations: names, partitions and configuration, created explicitly.
+
+Names are defaults built from a prefix (``autotask``); the callout, control and dead-letter topics
+and one compacted change topic per registry entity, i.e. per mirror table, whether a connection
+syncs it by default or only when its scope asks (architecture.md, "Kafka topics").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.entities import REGISTRY, EntitySpec
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic as it should exist on the cluster."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+    replication_factor: int = -1  # -1: the broker's default.replication.factor
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The project's topic names for one deployment (prefix and partition counts applied)."""
+
+    prefix: str = "autotask"
+    partitions: int = 12
+
+    @property
+    def callouts(self) -> str:
+        return f"{self.prefix}.callouts.v1"
+
+    @property
+    def callouts_dlq(self) -> str:
+        return f"{self.prefix}.callouts.dlq.v1"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}.control.v1"
+
+    def changes(self, entity: EntitySpec) -> str:
+        """The compacted change topic of ``entity``, e.g. ``autotask.tickets.v1``."""
+        return f"{self.prefix}.{entity.topic_suffix}.v1"
+
+    def declarations(self, entities: list[EntitySpec] | None = None) -> list[TopicSpec]:
+        """Every topic the services need, with its configuration."""
+        entities = list(REGISTRY) if entities is None else entities
+        specs = [
+            # Raw callouts, kept a week so they can be replayed after a bad deploy.
+            TopicSpec(
+                self.callouts,
+                self.partitions,
+                {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
+            ),
+            TopicSpec(
+                self.callouts_dlq,
+                self.partitions,
+                {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+            ),
+            TopicSpec(
+                self.control, 3, {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"}
+            ),
+        ]
+        for entity in entities:
+            specs.append(
+                TopicSpec(
+                    self.changes(entity),
+                    self.partitions,
+                    # Compacted: the latest state per key forever; tombstones kept a day so
+                    # consumers that are briefly behind still see deletes.
+                    {
+                        "cleanup.policy": "compact",
+                        "delete.retention.ms": str(DAY_MS),
+                        "min.compaction.lag.ms": str(60 * 60 * 1000),
+                    },
+                )
+            )
+        return specs

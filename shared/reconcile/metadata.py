@@ -1,0 +1,87 @@
+"""PSA metadata ("Sync PSA Data"): picklists and UDF definitions of every synced entity.
+
+Two calls per entity (``entityInformation/fields`` carries the picklists, ``.../userDefinedFields``
+the UDFs), replaced whole in PostgreSQL (:mod:`shared.db.metadata`) so a label renamed or a value
+deactivated in Autotask shows after the next refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from shared.autotask import AutotaskClient, FieldInfo, PicklistValue, UdfDefinition
+from shared.db import metadata as stored
+from shared.entities import EntitySpec
+from shared.errors import NotFoundError
+
+
+@dataclass
+class Refreshed:
+    """What one refresh stored."""
+
+    entities: int = 0
+    picklist_values: int = 0
+    udfs: int = 0
+    api_calls: int = 0
+
+
+async def refresh(
+    client: AutotaskClient, pool: asyncpg.Pool, connection: str, entities: Sequence[EntitySpec]
+) -> Refreshed:
+    """Read and store the metadata of ``entities``."""
+    done = Refreshed()
+    for spec in entities:
+        fields = await client.field_info(spec.rest_name)
+        done.api_calls += 1
+        try:
+            udfs = await client.udf_definitions(spec.rest_name)
+        except NotFoundError:
+            udfs = []  # an entity without user-defined fields
+        done.api_calls += 1
+        picklists = [entry for f in fields for entry in _picklist(f)]
+        definitions = [_udf(u) for u in udfs]
+        async with pool.acquire() as db:
+            await stored.replace(
+                db, connection, spec.rest_name, picklists=picklists, udfs=definitions
+            )
+        done.entities += 1
+        done.picklist_values += len(picklists)
+        done.udfs += len(definitions)
+    return done
+
+
+def _picklist(field: FieldInfo) -> list[stored.PicklistEntry]:
+    return [_entry(field.name, value) for value in field.picklist_values or ()]
+
+
+def _entry(field: str, value: PicklistValue) -> stored.PicklistEntry:
+    return stored.PicklistEntry(
+        field=field,
+        value=value.value,
+        label=value.label,
+        is_active=value.is_active,
+        is_default=value.is_default_value,
+        is_system=value.is_system,
+        sort_order=value.sort_order,
+        parent_value=value.parent_value or None,
+    )
+
+
+def _udf(udf: UdfDefinition) -> stored.UdfEntry:
+    raw = udf.model_dump(mode="json", by_alias=True)
+    label = raw.get("label")
+    return stored.UdfEntry(
+        name=udf.name,
+        label=label if isinstance(label, str) else None,
+        data_type=udf.data_type,
+        is_required=udf.is_required,
+        is_picklist=udf.is_pick_list,
+        picklist=[v.model_dump(mode="json", by_alias=True) for v in udf.picklist_values or ()],
+        definition=raw,
+    )
+
+
+__all__ = ["Refreshed", "refresh"]

@@ -1,0 +1,1 @@
+"""A service's life: the runner (start, stop, drain), bootstrap (``main``), ops HTTP."""

@@ -1,0 +1,254 @@
+"""``autotask-sync connections`` as an operator runs it: real processes, real PostgreSQL, the
+simulator over real HTTP. No secret (or its ciphertext) ever reaches the output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from shared.db import connect
+from shared.secrets import SecretBox
+from tests.helpers.cli import CliResult, run_cli
+from tests.helpers.tenants import small_tenant, tenants
+from tools.autotask_sim import Simulator
+
+pytestmark = pytest.mark.integration
+
+KEY = SecretBox.generate_key()
+
+
+@pytest_asyncio.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with tenants(small_tenant(11, companies=9)) as (simulator,):
+        yield simulator
+
+
+class Operator:
+    """Runs commands against one database with the given keys, and remembers every output."""
+
+    def __init__(self, dsn: str, sim: Simulator, keys: str = KEY) -> None:
+        self.dsn = dsn
+        self.sim = sim
+        self.keys = keys
+        self.outputs: list[str] = []
+
+    async def __call__(self, *args: str, stdin: str | None = None, **env: str) -> CliResult:
+        result = await run_cli(
+            *args,
+            env={"DATABASE_URL": self.dsn, "AUTOTASK_SYNC_SECRET_KEYS": self.keys, **env},
+            stdin=stdin,
+        )
+        self.outputs.append(result.output)
+        return result
+
+    async def add(self, name: str, *extra: str, secret: str | None = None) -> CliResult:
+        secrets = f"{secret or self.sim.secret}\n{self.sim.integration_code}\n"
+        return await self(
+            "connections", "add", name, "--username", self.sim.username,
+            "--zone-lookup-url", self.sim.zone_lookup_url, "--stdin", *extra, stdin=secrets,
+        )  # fmt: skip
+
+    async def stored_names(self) -> list[str]:
+        db = await connect(self.dsn)
+        try:
+            return [r["name"] for r in await db.fetch("SELECT name FROM connections ORDER BY 1")]
+        finally:
+            await db.close()
+
+    async def ciphertexts(self) -> list[bytes]:
+        db = await connect(self.dsn)
+        try:
+            rows = await db.fetch(
+                "SELECT secret_encrypted, integration_code_encrypted FROM connections"
+            )
+        finally:
+            await db.close()
+        return [bytes(value) for row in rows for value in row.values()]
+
+    async def assert_nothing_leaked(self) -> None:
+        everything = "\n".join(self.outputs)
+        assert self.sim.secret not in everything
+        assert self.sim.integration_code not in everything
+        for token in await self.ciphertexts():
+            assert token.decode() not in everything
+
+
+async def test_add_list_show_test_and_no_secret_in_any_output(migrated_database, sim):
+    op = Operator(migrated_database, sim)
+    added = await op.add("acme")
+    assert added.code == 0, added.output
+    assert "added connection 'acme' (enabled" in added.out
+
+    listed = await op("connections", "list")
+    assert listed.code == 0, listed.output
+    [header, line] = listed.out.strip().splitlines()
+    assert header.split()[:3] == ["NAME", "SOURCE", "ENABLED"]
+    assert line.split()[:4] == ["acme", "database", "yes", sim.username]
+    assert " set " in line
+
+    shown = json.loads((await op("connections", "show", "acme", "--json")).out)
+    assert shown["secret_set"] is True
+    assert shown["integration_code_set"] is True
+    assert shown["live_webhook_registrations"] == 0
+
+    tested = await op("connections", "test", "acme", "--json")
+    assert tested.code == 0, tested.output
+    report = json.loads(tested.out)
+    assert report["counts"]["Companies"] == 9
+    assert report["scope"] == {"valid": True, "problems": []}
+
+    via_test_connection = await op("test-connection", "--connection", "acme")
+    assert via_test_connection.code == 0, via_test_connection.output
+    assert "OK: the connection works" in via_test_connection.out
+    await op.assert_nothing_leaked()
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("Acme", "is not a lower-case slug"), ("acme!", "is not a lower-case slug")],
+)
+async def test_a_malformed_name_is_one_line_and_stores_nothing(
+    migrated_database, sim, name, problem
+):
+    op = Operator(migrated_database, sim)
+    result = await op.add(name)
+    assert result.code == 2
+    assert result.err.count("\n") == 1
+    assert problem in result.err
+    assert await op.stored_names() == []
+
+
+async def test_duplicates_bad_credentials_and_unreachable_zones_are_refused(migrated_database, sim):
+    op = Operator(migrated_database, sim)
+    assert (await op.add("acme")).code == 0
+
+    duplicate = await op.add("acme")
+    assert duplicate.code == 2
+    assert "connection 'acme' already exists" in duplicate.err
+
+    bad = await op.add("wrong", secret="not-the-secret-0000")
+    assert bad.code == 1
+    assert "FAILED at authentication" in bad.err
+    assert "not stored: the connection test failed" in bad.err
+
+    unreachable = await op(
+        "connections", "add", "far", "--username", sim.username,
+        "--zone-lookup-url", "http://127.0.0.1:1/atservicesrest", "--stdin",
+        stdin=f"{sim.secret}\n{sim.integration_code}\n",
+    )  # fmt: skip
+    assert unreachable.code == 1
+    assert "FAILED at zone discovery" in unreachable.err
+    assert "check network access" in unreachable.err
+    assert await op.stored_names() == ["acme"]
+
+    forced = await op.add("wrong", "--force", secret="not-the-secret-0000")
+    assert forced.code == 0
+    assert "--force: stored although the connection test failed" in forced.err
+    assert await op.stored_names() == ["acme", "wrong"]
+    await op.assert_nothing_leaked()
+
+
+async def test_a_secret_on_the_command_line_is_refused_with_the_reason(migrated_database, sim):
+    op = Operator(migrated_database, sim)
+    result = await op(
+        "connections", "add", "acme", "--username", sim.username, "--secret", sim.secret
+    )
+    assert result.code == 2
+    assert "secrets are never accepted as arguments" in result.err
+    assert await op.stored_names() == []
+
+
+async def test_a_scope_with_an_unknown_queue_is_refused_naming_the_valid_queues(
+    migrated_database, sim
+):
+    op = Operator(migrated_database, sim)
+    scope = json.dumps({"tickets": {"include_queues": [8, 999]}})
+    result = await op.add("acme", "--scope", scope)
+    assert result.code == 1
+    assert "tickets.include_queues: 999 is not one of the queues" in result.err
+    assert "8 (Level I Support)" in result.err
+    assert await op.stored_names() == []
+
+    valid = await op.add("acme", "--scope", json.dumps({"tickets": {"include_queues": [8]}}))
+    assert valid.code == 0, valid.output
+    shown = json.loads((await op("connections", "show", "acme", "--json")).out)
+    assert shown["scope"] == {"tickets": {"include_queues": [8]}}
+
+
+async def test_keys_rotate_with_rekey_and_the_old_key_can_then_go(migrated_database, sim):
+    old, new = KEY, SecretBox.generate_key()
+    op = Operator(migrated_database, sim, keys=old)
+    assert (await op.add("acme")).code == 0
+    before = await op.ciphertexts()
+
+    op.keys = f"{new},{old}"
+    assert (await op("connections", "test", "acme")).code == 0  # both keys read it
+    rekeyed = await op("connections", "rekey")
+    assert rekeyed.code == 0, rekeyed.output
+    assert "1 connection(s)" in rekeyed.out
+    assert await op.ciphertexts() != before
+
+    op.keys = new
+    assert (await op("connections", "test", "acme")).code == 0
+
+    op.keys = SecretBox.generate_key()  # a key that never encrypted anything
+    wrong = await op("connections", "test", "acme")
+    assert wrong.code == 2
+    assert "cannot decrypt connection 'acme''s API secret" in wrong.err
+    assert "AUTOTASK_SYNC_SECRET_KEYS" in wrong.err
+
+    op.keys = ""
+    missing = await op("connections", "test", "acme")
+    assert missing.code == 2
+    assert "AUTOTASK_SYNC_SECRET_KEYS is not set" in missing.err
+    await op.assert_nothing_leaked()
+
+
+async def test_disable_enable_and_remove_refused_while_webhooks_are_live(migrated_database, sim):
+    op = Operator(migrated_database, sim)
+    assert (await op.add("acme")).code == 0
+    disabled = await op("connections", "disable", "acme")
+    assert "disabled connection 'acme'" in disabled.out
+    assert json.loads((await op("connections", "show", "acme", "--json")).out)["enabled"] is False
+    assert (await op("connections", "enable", "acme")).code == 0
+
+    db = await connect(migrated_database)
+    try:
+        await db.execute(
+            "INSERT INTO webhook_registrations (registration_id, connection, entity, "
+            "secret_current) VALUES ('r-0123456789abcdef', 'acme', 'Tickets', '\\x00')"
+        )
+        refused = await op("connections", "remove", "acme")
+        assert refused.code == 2
+        assert "still has 1 live webhook registration(s)" in refused.err
+        assert "provision teardown --connection acme" in refused.err
+        assert await op.stored_names() == ["acme"]
+        await db.execute("UPDATE webhook_registrations SET state = 'retired'")
+    finally:
+        await db.close()
+    removed = await op("connections", "remove", "acme")
+    assert removed.code == 0, removed.output
+    assert await op.stored_names() == []
+
+    unknown = await op("connections", "remove", "nobody")
+    assert unknown.code == 2
+    assert "no stored connection 'nobody'" in unknown.err
+
+
+async def test_edit_tests_new_credentials_before_saving(migrated_database, sim):
+    op = Operator(migrated_database, sim)
+    assert (await op.add("acme")).code == 0
+    bad = await op(
+        "connections", "edit", "acme", "--new-secret", "--stdin", stdin="wrong-secret-999\n"
+    )
+    assert bad.code == 1
+    assert "not saved" in bad.err
+    assert (await op("connections", "test", "acme")).code == 0  # still the good secret
+
+    nothing = await op("connections", "edit", "acme")
+    assert nothing.code == 2
+    assert "nothing to change" in nothing.err
+    await op.assert_nothing_leaked()

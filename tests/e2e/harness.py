@@ -1,0 +1,114 @@
+"""A pipeline deployment for end-to-end tests: the services as real processes against the test
+session's PostgreSQL and Kafka, simulated tenants signing callouts to the real gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from shared.entities import EntitySpec
+from shared.messages.topics import Topics
+from shared.secrets import SecretBox
+from tests.helpers.pipeline import create_topics
+from tests.helpers.tenants import store_connection
+from tools.autotask_sim import CalloutConfig, Simulator, SimulatorConfig
+from tools.deployment import LocalDeployment, ServiceProcess
+
+WEBHOOK_ENTITIES = "Tickets,Companies,Contacts,ConfigurationItems,TicketNotes"
+
+
+def callout_tenant(seed: int, *, companies: int = 12, tickets: int = 30) -> SimulatorConfig:
+    """A small tenant whose callouts retry quickly (timeouts stay realistic)."""
+    return SimulatorConfig(
+        seed=seed,
+        companies=companies,
+        contacts=companies,
+        configuration_items=companies,
+        tickets=tickets,
+        ticket_notes=tickets,
+        callouts=CalloutConfig(
+            timeout=timedelta(seconds=5), retry_delay=timedelta(milliseconds=200)
+        ),
+    )
+
+
+@dataclass
+class Pipeline:
+    """The deployment plus the handles tests need."""
+
+    deployment: LocalDeployment
+    topics: Topics
+    gateway: ServiceProcess | None = None
+    worker: ServiceProcess | None = None
+
+    @property
+    def dsn(self) -> str:
+        return self.deployment.dsn
+
+    @property
+    def bootstrap(self) -> str:
+        return self.deployment.bootstrap
+
+    async def connect(self, name: str, sim: Simulator) -> None:
+        """Store a connection for ``sim`` (as ``connections add`` does)."""
+        await store_connection(self.dsn, SecretBox([self.deployment.secret_key]), name, sim)
+
+    async def start_services(self, *, sweeps: bool = False, **extra: str) -> None:
+        self.gateway = await self.deployment.start("webhook_gateway", **extra)
+        self.deployment.extra_env["AUTOTASK_SYNC_GATEWAY_PUBLIC_URL"] = self.gateway.url
+        self.worker = await self.deployment.start(
+            "sync_worker", AUTOTASK_SYNC_SWEEPS_ENABLED=str(sweeps).lower(), **extra
+        )
+
+    async def provision(self, name: str) -> None:
+        result = await self.deployment.cli("provision", "apply", "--connection", name)
+        assert result.code == 0, result.out + result.err
+
+    async def backfill(self, name: str, entities: Iterable[EntitySpec]) -> None:
+        args = [arg for e in entities for arg in ("--entity", e.rest_name)]
+        result = await self.deployment.cli("backfill", "--connection", name, *args)
+        assert result.code == 0, result.out + result.err
+
+    async def sweep(self, name: str, entities: Iterable[EntitySpec]) -> str:
+        """One quick sync (``autotask-sync sweep``) of ``entities``; returns what it printed."""
+        args = [arg for e in entities for arg in ("--entity", e.rest_name)]
+        result = await self.deployment.cli("sweep", "--connection", name, *args)
+        assert result.code == 0, result.out + result.err
+        return result.out
+
+    def logs(self, lines: int = 40) -> str:
+        """The tail of every service's log, for a failing assertion's message."""
+        parts = []
+        for service in self.deployment.services:
+            if service.log_path and service.log_path.exists():
+                tail = service.log_path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {service.name}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+
+@asynccontextmanager
+async def pipeline_for(
+    dsn: str, bootstrap: str, unique: str, log_dir: Path
+) -> AsyncIterator[Pipeline]:
+    """Topics and a deployment; every service stops when the context exits."""
+    topics = await create_topics(bootstrap, f"e{unique}", partitions=4)
+    deployment = LocalDeployment(
+        dsn=dsn,
+        bootstrap=bootstrap,
+        topic_prefix=topics.prefix,
+        secret_key=SecretBox.generate_key(),
+        log_dir=log_dir,
+        extra_env={
+            "AUTOTASK_SYNC_PRODUCTION_MODE": "false",  # the gateway listens on loopback http
+            "AUTOTASK_SYNC_WEBHOOK_ENTITIES": WEBHOOK_ENTITIES,
+            "AUTOTASK_SYNC_WINDOW_LOW": "100ms",
+            "AUTOTASK_SYNC_LOG_LEVEL": "INFO",
+        },
+    )
+    try:
+        yield Pipeline(deployment=deployment, topics=topics)
+    finally:
+        await deployment.stop()

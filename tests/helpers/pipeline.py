@@ -1,0 +1,179 @@
+"""Helpers for pipeline tests: topics, callouts as the gateway writes them, and the checks users
+care about (the mirror equals the tenant, the change topics rebuild the mirror). Services as real
+processes come from :mod:`tools.deployment`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from shared.db import connect
+from shared.db.mirror import live_rows
+from shared.entities import EntitySpec, by_rest_name
+from shared.kafka import OutgoingMessage, ensure_topics, make_producer, produce_many
+from shared.kafka.reader import read_to_end
+from shared.messages.callout import callout_headers, callout_key
+from shared.messages.topics import Topics
+from tests.helpers.clients import truth
+from tools.autotask_sim import Simulator
+from tools.deployment import ServiceProcess, metric_total
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def create_topics(bootstrap: str, prefix: str, *, partitions: int = 4) -> Topics:
+    """Every topic of a deployment with ``prefix`` (small partition counts for tests)."""
+    topics = Topics(prefix=prefix, partitions=partitions)
+    await ensure_topics(bootstrap, topics.declarations(), replication_factor=1)
+    return topics
+
+
+def callout_body(entity: EntitySpec, action: str, entity_id: int, sequence: int = 1) -> bytes:
+    """A callout body shaped like Autotask's (only what routing and the worker read)."""
+    return json.dumps(
+        {
+            "Action": action,
+            "Guid": "00000000-0000-0000-0000-000000000001",
+            "EntityType": entity.callout_type,
+            "Id": entity_id,
+            "Fields": {},
+            "EventTime": datetime.now(UTC).isoformat(),
+            "SequenceNumber": sequence,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+async def produce_callouts(
+    bootstrap: str,
+    topics: Topics,
+    connection: str,
+    changes: Iterable[tuple[str, str, int]],
+) -> int:
+    """Put callouts on the callouts topic exactly as the gateway does; ``changes`` are
+    ``(REST entity name, "create"|"update"|"delete", id)``. Returns how many."""
+    producer = make_producer(bootstrap, client_id="test-callouts")
+    await producer.start()
+    count = 0
+    try:
+        by_topic: list[OutgoingMessage] = []
+        for sequence, (entity_name, action, entity_id) in enumerate(changes, start=1):
+            entity = by_rest_name(entity_name)
+            by_topic.append(
+                OutgoingMessage(
+                    key=callout_key(connection, entity, entity_id),
+                    value=callout_body(entity, action.capitalize(), entity_id, sequence),
+                    headers=callout_headers(
+                        connection=connection,
+                        registration_id="test-registration",
+                        entity=entity,
+                        received_at=datetime.now(UTC),
+                        request_id=f"r{sequence}",
+                    ),
+                )
+            )
+            count += 1
+        for start in range(0, len(by_topic), 1000):
+            await produce_many(producer, topics.callouts, by_topic[start : start + 1000])
+    finally:
+        await producer.stop()
+    return count
+
+
+def tenant_state(sim: Simulator, entities: Iterable[EntitySpec]) -> dict[tuple[str, int], Any]:
+    """``(entity, id) -> record`` of everything the tenant holds now."""
+    return {
+        (entity.rest_name, row["id"]): row
+        for entity in entities
+        for row in truth(sim, entity.rest_name)
+    }
+
+
+def callouts_for(
+    before: Mapping[tuple[str, int], Any], after: Mapping[tuple[str, int], Any]
+) -> list[tuple[str, str, int]]:
+    """The callouts webhooks subscribed to every field would send for the difference between
+    two :func:`tenant_state` snapshots: side effects included (a note added changes its
+    ticket's ``lastActivityDate``; a ticket deleted takes its notes with it)."""
+    changes = [(e, "create", i) for (e, i) in after.keys() - before.keys()]
+    changes += [
+        (e, "update", i) for (e, i) in after.keys() & before.keys() if after[e, i] != before[e, i]
+    ]
+    changes += [(e, "delete", i) for (e, i) in before.keys() - after.keys()]
+    return sorted(changes, key=lambda change: (change[0], change[2]))
+
+
+async def mirror_diff(
+    dsn: str, connection: str, sim: Simulator, entities: Iterable[EntitySpec]
+) -> dict[str, dict[str, Any]]:
+    """Per entity, what differs between the mirror's live rows and the tenant (empty: equal).
+
+    Every entity is compared in full (the whole JSON), deletes included (a deleted entity must
+    not be live in the mirror)."""
+    db = await connect(dsn)
+    problems: dict[str, dict[str, Any]] = {}
+    try:
+        for entity in entities:
+            mirrored = await live_rows(db, entity, connection)
+            tenant = {row["id"]: row for row in truth(sim, entity.rest_name)}
+            missing = sorted(tenant.keys() - mirrored.keys())
+            phantom = sorted(mirrored.keys() - tenant.keys())
+            stale = sorted(i for i in tenant.keys() & mirrored.keys() if tenant[i] != mirrored[i])
+            if missing or phantom or stale:
+                problems[entity.rest_name] = {
+                    "missing": missing[:20],
+                    "phantom": phantom[:20],
+                    "stale": stale[:20],
+                    "counts": (len(missing), len(phantom), len(stale)),
+                }
+    finally:
+        await db.close()
+    return problems
+
+
+async def wait_for_mirror(
+    dsn: str,
+    connection: str,
+    sim: Simulator,
+    entities: Iterable[EntitySpec],
+    *,
+    within: timedelta = timedelta(seconds=60),
+) -> dict[str, dict[str, Any]]:
+    """Poll until the mirror equals the tenant or ``within`` passes; returns the last diff."""
+    deadline = asyncio.get_running_loop().time() + within.total_seconds()
+    wanted = list(entities)
+    while True:
+        diff = await mirror_diff(dsn, connection, sim, wanted)
+        if not diff or asyncio.get_running_loop().time() > deadline:
+            return diff
+        await asyncio.sleep(0.25)
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every message of ``topic`` from the start to its current end (no consumer group)."""
+    return [record async for record in read_to_end(bootstrap, topic, client_id="test-reader")]
+
+
+async def replay_changes(bootstrap: str, topic: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """Rebuild the state a downstream consumer of a change topic holds: the latest ``after``
+    per key, minus what was deleted or tombstoned."""
+    state: dict[tuple[str, int], dict[str, Any]] = {}
+    for message in await read_topic(bootstrap, topic):
+        key = json.loads(message.key)
+        ident = (key["connection"], key["id"])
+        if message.value is None:
+            state.pop(ident, None)
+            continue
+        envelope = json.loads(message.value)
+        if envelope["op"] == "d":
+            state.pop(ident, None)
+        else:
+            state[ident] = envelope["after"]
+    return state
+
+
+__all__ = ["ServiceProcess", "metric_total"]  # re-exported for the tests that use them here

@@ -1,0 +1,115 @@
+"""The gateway as a real process (``python -m services.webhook_gateway``): killed mid-burst it
+loses no answered callout, stopped with SIGTERM it finishes what it accepted, and it starts and
+serves with Kafka unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.services.webhook_gateway.helpers import (
+    Deployment,
+    GatewayProcess,
+    callout_body,
+    gateway_process,
+    read_topic,
+    signed_headers,
+    spooled,
+)
+from tools.dev_infra.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+SECRET = "s3cret-key-0123"
+BURST = 600
+SENDERS = 24
+
+
+async def _burst(
+    process: GatewayProcess, registration_id: str, *, stop_after: int, sig: int
+) -> tuple[dict[bytes, int], list[str]]:
+    """Send BURST callouts from SENDERS at once; signal the process after ``stop_after``
+    answers. Returns status by body (absent: no answer) and the errors seen."""
+    url = process.served().callout_url(registration_id)
+    bodies = [callout_body(1000 + n % 50, sequence=n) for n in range(BURST)]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    answered: dict[bytes, int] = {}
+    errors: list[str] = []
+    signalled = asyncio.Event()
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            try:
+                async with session.post(url, data=body, headers=signed_headers(SECRET, body)) as r:
+                    answered[body] = r.status
+            except (aiohttp.ClientError, OSError) as exc:
+                errors.append(type(exc).__name__)
+            if len(answered) >= stop_after and not signalled.is_set():
+                signalled.set()
+                assert process.process is not None
+                process.process.send_signal(sig)
+
+    timeout = aiohttp.ClientTimeout(total=15)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(sender(session) for _ in range(SENDERS)))
+    return answered, errors
+
+
+@pytest.mark.parametrize("path", ["kafka", "spool"])
+async def test_sigkill_mid_burst_loses_no_callout_that_got_a_2xx(
+    deployment: Deployment, tmp_path: Path, path: str
+) -> None:
+    registration = await deployment.registration(secret=SECRET)
+    settings = deployment.settings()
+    if path == "spool":  # no broker at all: the gateway must start, serve and spool
+        settings = deployment.settings(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
+    process = await gateway_process(settings, tmp_path / "gateway.log").start()
+    try:
+        answered, _errors = await _burst(
+            process, registration.registration_id, stop_after=BURST // 3, sig=signal.SIGKILL
+        )
+        code = await asyncio.wait_for(process.process.wait(), 10)  # type: ignore[union-attr]
+    finally:
+        await process.stop(sig=signal.SIGKILL)
+    accepted = {body for body, status in answered.items() if status == 200}
+    assert code == -signal.SIGKILL
+    assert len(accepted) >= BURST // 3
+    assert set(answered.values()) <= {200}  # nothing refused before the kill
+    records = await read_topic(deployment.bootstrap, deployment.topics.callouts)
+    rows = await spooled(deployment.dsn)
+    durable = {r.value for r in records} | {row.value for row in rows}
+    assert accepted <= durable, f"{len(accepted - durable)} answered callouts were lost"
+    if path == "spool":
+        assert {row.value for row in rows} >= accepted
+        assert records == []
+
+
+async def test_sigterm_mid_burst_finishes_accepted_requests_and_exits_cleanly(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    registration = await deployment.registration(secret=SECRET)
+    process = await gateway_process(deployment.settings(), tmp_path / "gateway.log").start()
+    try:
+        answered, errors = await _burst(
+            process, registration.registration_id, stop_after=BURST // 3, sig=signal.SIGTERM
+        )
+        code = await asyncio.wait_for(process.process.wait(), 30)  # type: ignore[union-attr]
+    finally:
+        await process.stop(sig=signal.SIGKILL)
+    accepted = {body for body, status in answered.items() if status == 200}
+    assert code == 0, process.log()[-3000:]
+    assert set(answered.values()) <= {200}  # refused connections, never a 5xx
+    assert set(errors) <= {"ClientConnectorError", "ServerDisconnectedError", "ClientOSError"}
+    records = await read_topic(deployment.bootstrap, deployment.topics.callouts)
+    assert accepted <= {r.value for r in records}  # flushed before exit: nothing in the spool
+    assert await spooled(deployment.dsn) == []
+    events = [line.get("event") for line in process.log_lines()]
+    assert "service stopped" in events
+    assert not [line for line in process.log_lines() if line.get("level") == "error"]

@@ -1,0 +1,67 @@
+"""The sync scope model: unknown keys refused, a stored scope round-trips, rules admit rows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.entities import COMPANIES, TICKETS
+from shared.errors import ConfigError
+from shared.scope import CompanyScope, SyncScope, TicketScope
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"ticket": {}}, "ticket"),
+        ({"tickets": {"include_queue": [1]}}, "tickets.include_queue"),
+        ({"companies": {"company_types": ["x"]}}, "companies.company_types.0"),
+        ({"entities": ["Tickets", "Invoices"]}, "unknown entity 'Invoices'"),
+    ],
+)
+def test_invalid_scopes_are_refused_naming_the_key(data, named):
+    with pytest.raises(ConfigError, match="invalid sync scope") as info:
+        SyncScope.parse(data)
+    assert named in str(info.value)
+
+
+def test_a_scope_round_trips_through_its_stored_form():
+    scope = SyncScope.parse(
+        {
+            "entities": ["tickets", "Companies"],
+            "tickets": {"include_queues": [8, 5, 5], "exclude_statuses": [5]},
+            "companies": {"company_types": [1], "company_ids": [30]},
+        }
+    )
+    stored = scope.to_json()
+    assert stored["tickets"] == {"include_queues": [5, 8], "exclude_statuses": [5]}
+    assert SyncScope.parse(stored) == scope
+    assert SyncScope.parse(json.dumps(stored)) == scope  # JSON text too
+    assert [e.rest_name for e in scope.synced()] == ["Tickets", "Companies"]
+    assert SyncScope().to_json() == {}
+
+
+def test_ticket_rules_include_then_exclude():
+    scope = TicketScope(include_queues=[5, 6], exclude_statuses=[5])
+    assert scope.admits({"queueID": 5, "status": 1})
+    assert scope.admits({"queueID": "6", "status": "8"})  # numeric strings as numbers
+    assert not scope.admits({"queueID": 7, "status": 1})
+    assert not scope.admits({"queueID": 5, "status": 5})
+    assert not scope.admits({"queueID": None, "status": 1})
+    assert TicketScope().admits({})
+
+
+def test_company_types_and_ids_combine_with_or():
+    scope = CompanyScope(company_types=[1], company_ids=[42])
+    assert scope.admits({"id": 1, "companyType": 1})
+    assert scope.admits({"id": 42, "companyType": 3})
+    assert not scope.admits({"id": 7, "companyType": 3})
+    assert CompanyScope().admits({"id": 7})
+
+
+def test_default_scope_syncs_the_registry_defaults():
+    scope = SyncScope()
+    assert scope.syncs(TICKETS)
+    assert scope.syncs(COMPANIES)
+    assert not SyncScope(entities=["Tickets"]).syncs(COMPANIES)

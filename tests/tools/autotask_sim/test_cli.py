@@ -1,0 +1,79 @@
+"""The ``python -m tools simulator`` command: options, and a real start / print / stop cycle."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from shared.errors import ConfigError
+from tools.autotask_sim import cli
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_flags_override_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "sim.json"
+    path.write_text(json.dumps({"seed": 3, "tickets": 10, "faults": {"rate_500": 0.5}}))
+    config = cli.build_config(
+        _parse(
+            "--config", str(path), "--tickets", "25", "--time-scale", "0.01", "--change-rate", "2"
+        )
+    )
+    assert (config.seed, config.tickets, config.time_scale) == (3, 25, 0.01)
+    assert config.faults.rate_500 == 0.5
+    assert config.changes.rate == 2
+    assert (config.host, config.port) == ("127.0.0.1", 8089)
+
+
+def test_durations_in_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "sim.json"
+    settings = {"callouts": {"timeout": "500ms", "retry_delay": 2}, "limits": {"retry_after": "1m"}}
+    path.write_text(json.dumps(settings))
+    config = cli.build_config(_parse("--config", str(path)))
+    assert config.callouts.timeout == timedelta(milliseconds=500)
+    assert config.callouts.retry_delay == timedelta(seconds=2)
+    assert config.limits.retry_after == timedelta(minutes=1)
+
+
+def test_bad_settings_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        cli.build_config(_parse("--tickets", "-5"))
+    with pytest.raises(ConfigError):
+        cli.build_config(_parse("--config", str(tmp_path / "missing.json")))
+    old_name = tmp_path / "old.json"
+    old_name.write_text(json.dumps({"callouts": {"timeout_s": 2}}))
+    with pytest.raises(ConfigError, match="timeout_s"):
+        cli.build_config(_parse("--config", str(old_name)))
+
+
+async def test_serve_prints_working_credentials_and_stops(
+    capsys: pytest.CaptureFixture[str], session: aiohttp.ClientSession
+) -> None:
+    config = cli.build_config(_parse("--port", "0", "--tickets", "5", "--seed", "4"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(cli.serve(config, stop, signals=False))
+    deadline = asyncio.get_running_loop().time() + 10
+    out = ""
+    while "Press Ctrl-C" not in out:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+        out += capsys.readouterr().out
+    fields = dict(
+        re.findall(r"^  (UserName|Secret|ApiIntegrationCode|REST root)\s+(\S+)", out, re.M)
+    )
+    headers = {k: fields[k] for k in ("UserName", "Secret", "ApiIntegrationCode")}
+    async with session.get(fields["REST root"] + "Tickets/entityInformation", headers=headers) as r:
+        assert r.status == 200
+    stop.set()
+    await asyncio.wait_for(task, 5)

@@ -1,0 +1,1 @@
+"""Callouts: change events, which webhooks they fire, signed bodies, delivery with retries."""

@@ -1,0 +1,1 @@
+"""The REST query surface: filter grammar, ``IncludeFields`` projection, pages and tokens."""

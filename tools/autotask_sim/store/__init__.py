@@ -1,0 +1,1 @@
+"""The tenant's data: field schemas, tables, write validation, business rules, webhooks."""
