@@ -314,8 +314,8 @@ async def test_a_killed_holders_slots_are_free_again_within_the_ttl(
     assert await _in_use(migrated_database, "Tickets") == 3
     holder.kill()
     killed = time.monotonic()
-    await poll(lambda: _holding(migrated_database, 0), max_wait=5)
-    assert time.monotonic() - killed <= 3.5  # the 2 s lease, a poll, a margin for load
+    await poll(lambda: _holding(migrated_database, 0), max_wait=20)
+    assert time.monotonic() - killed < 10  # the 2 s lease and a poll (margin for load)
     with contextlib.suppress(ProcessLookupError):
         await holder.process.wait()
 
