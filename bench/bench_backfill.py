@@ -28,12 +28,12 @@ from pydantic import SecretStr
 
 from bench.report import write_results
 from shared.autotask import Connection
-from shared.connections import ConnectionCatalogue, ServedConnection
+from shared.connections.catalogue import ConnectionCatalogue, ServedConnection
 from shared.db import create_pool
 from shared.kafka import ensure_topics, make_producer
 from shared.messages.topics import Topics
-from shared.reconcile.reconciler import Reconciler
-from shared.reconcile.schedule import Job
+from shared.reconcile.due import Job
+from shared.reconcile.jobs import Reconciler
 from shared.reconcile.settings import SweepPolicy
 from tools.dev_infra.cli import running_stack
 from tools.dev_infra.databases import scratch_database

@@ -48,9 +48,9 @@ from pydantic import SecretStr
 
 from bench.report import latency_summary, percentile, record_latencies, write_results
 from shared.db import apply_migrations, connect
-from shared.db.registrations import RegistrationState, create_pending, set_state
 from shared.kafka import ensure_topics
 from shared.messages.topics import Topics
+from shared.registrations import RegistrationState, create_pending, set_state
 from shared.secrets import SecretBox
 from tools.dev_infra.processes import free_port, peak_rss_bytes
 from tools.dev_infra.stack import DevStack

@@ -31,13 +31,13 @@ import aiohttp
 
 from bench.bench_worker import Rig, _secret
 from bench.report import latency_summary, percentile, record_latencies, write_results
+from shared.connections import store as rows
 from shared.db import connect
-from shared.db import connections as rows
 from shared.entities import TICKETS
 from shared.kafka import OutgoingMessage, make_producer, produce_many
 from shared.kafka.reader import read_to_end
 from shared.messages.callout import callout_headers, callout_key
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
 from tools.dev_infra.databases import scratch_database
 from tools.dev_infra.stack import DevStack

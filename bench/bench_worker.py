@@ -2,7 +2,7 @@
 
 Each figure stands beside a baseline measured in the same run:
 
-1. **Mirror writes**: the monotonic upsert (``shared.db.mirror.upsert``: advisory locks, old
+1. **Mirror writes**: the monotonic upsert (``shared.mirror.store.upsert``: advisory locks, old
    rows read for ``before``, content hashes, ON CONFLICT with the version rule) against a raw
    ``COPY`` of the same rows into a plain table with the same columns.
 2. **End-to-end latency** at 200 and 1,000 callouts/s with the simulator's API latency at 100 ms:
@@ -39,15 +39,15 @@ import aiohttp
 import asyncpg
 
 from bench.report import latency_summary, record_latencies, write_results
+from shared.connections import store as rows
 from shared.db import connect
-from shared.db import connections as rows
-from shared.db.mirror import Snapshot, content_hash, upsert, version_of
 from shared.entities import TICKETS
 from shared.kafka import OutgoingMessage, ensure_topics, make_producer, produce_many
 from shared.kafka.reader import read_to_end
 from shared.messages.callout import callout_headers, callout_key
 from shared.messages.topics import Topics
-from shared.scope import SyncScope
+from shared.mirror.store import Snapshot, content_hash, upsert, version_of
+from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
 from tools.dev_infra.databases import scratch_database
 from tools.dev_infra.processes import free_port, peak_rss_bytes

@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 from yarl import URL
 
+from shared.apibudget import store as shared_budget
 from shared.autotask import (
     DEFAULT_SHARE,
     AutotaskClient,
@@ -39,7 +40,6 @@ from shared.autotask import (
     Query,
     RetryPolicy,
 )
-from shared.db import budget as shared_budget
 from shared.db import connect
 from shared.errors import (
     AuthenticationError,
@@ -53,7 +53,7 @@ from shared.errors import (
     SyncError,
     ZoneLookupError,
 )
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 
 _NOW = Priority.INTERACTIVE
 WEBHOOK_ROOT = "TicketWebhooks"

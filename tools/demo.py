@@ -46,9 +46,9 @@ import asyncpg
 
 from shared.autotask import AutotaskClient, Priority
 from shared.db import connect
-from shared.db.mirror import live_rows
 from shared.entities import REGISTRY, EntitySpec
 from shared.logging import configure_logging
+from shared.mirror.store import live_rows
 from shared.secrets import SecretBox
 from shared.settings import AutotaskSettings, configured_value, load_settings
 from tools.autotask_sim import CalloutConfig, FaultConfig, Simulator, SimulatorConfig, run_simulator

@@ -36,9 +36,9 @@ from pydantic import SecretStr
 from cli.checks import Report, check, render_json, render_text
 from cli.store import open_store
 from shared.autotask import Connection
-from shared.db import connections as rows
+from shared.connections import store as rows
 from shared.errors import ConfigError
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 from shared.secrets import KEYS_VARIABLE, SecretBox
 from shared.settings import AutotaskSettings, load_settings
 

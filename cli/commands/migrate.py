@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 async def _migrate(dsn: str) -> list[str]:
     pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
-        async with pool.acquire() as connection:
-            return [f"{m.version:04d}_{m.name}" for m in await apply_migrations(connection)]
+        async with pool.acquire() as db:
+            return [f"{m.version:04d}_{m.name}" for m in await apply_migrations(db)]
     finally:
         await pool.close()

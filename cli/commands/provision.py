@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
 
 from cli.store import Store, open_store
+from services.provisioner import store as provisioning
 from services.provisioner.app import PROPAGATION
 from services.provisioner.control import KafkaSweepPublisher
 from services.provisioner.plan import Plan
@@ -37,9 +38,8 @@ from services.provisioner.settings import ProvisionerSettings
 from services.provisioner.status import StatusRow, status_rows
 from shared.apibudget import client_config_for, open_coordinator
 from shared.autotask import AutotaskClient, Connection
-from shared.connections import ServedConnection, environment_connection
-from shared.db import connections as rows
-from shared.db import provisioning
+from shared.connections import store as rows
+from shared.connections.catalogue import ServedConnection, environment_connection
 from shared.entities import find_rest_name, webhook_entities
 from shared.errors import ConfigError, SyncError
 from shared.kafka import make_producer

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 
 from cli.commands.sweep import describe, reconciliation
 from shared.logging import configure_logging
-from shared.reconcile.reconciler import Options
-from shared.reconcile.schedule import METADATA_ENTITY, Job
+from shared.reconcile.due import METADATA_ENTITY, Job
+from shared.reconcile.jobs import Options
 from shared.reconcile.settings import SweepSettings
 from shared.settings import load_settings
 

@@ -19,8 +19,8 @@ from typing import Any
 import asyncpg
 
 from cli.store import open_store
-from shared.connections import environment_connection
-from shared.db import connections as rows
+from shared.connections import store as rows
+from shared.connections.catalogue import environment_connection
 from shared.db.pool import DB_ERRORS, PgConnection
 from shared.errors import KafkaError, SyncError
 from shared.kafka.admin import consumer_lag

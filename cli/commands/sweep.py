@@ -30,16 +30,16 @@ from typing import Any
 import asyncpg
 from tqdm import tqdm
 
-from shared.connections import ConnectionCatalogue, ServedConnection
+from shared.connections.catalogue import ConnectionCatalogue, ServedConnection
 from shared.db import create_pool
 from shared.entities import REGISTRY, EntitySpec, find_rest_name
 from shared.errors import ConfigError, KafkaError
 from shared.kafka import make_producer, require_topics
 from shared.logging import configure_logging
 from shared.messages.topics import Topics
+from shared.reconcile.due import METADATA_ENTITY, Job, Mode
+from shared.reconcile.jobs import Options, Reconciler, Result
 from shared.reconcile.progress import Rate
-from shared.reconcile.reconciler import Options, Reconciler, Result
-from shared.reconcile.schedule import METADATA_ENTITY, Job, Mode
 from shared.reconcile.scheduler import Scheduler, schedule_from
 from shared.reconcile.settings import SweepSettings
 from shared.settings import load_settings

@@ -17,11 +17,11 @@ from typing import Any
 
 from services.provisioner import naming
 from services.provisioner.desired import EntityMetadata
+from services.provisioner.store import RegistrationSummary
 from shared.autotask import AutotaskClient, Child, F, FieldInfo, Priority, Query
-from shared.db.provisioning import RegistrationSummary
 from shared.entities import EntitySpec, by_rest_name, webhook_entities
 from shared.errors import NotFoundError, PermissionDeniedError
-from shared.scope import WebhookEvent
+from shared.scope.rules import WebhookEvent
 
 NOW = Priority.INTERACTIVE
 NO_UDF_CHILD = frozenset({"TicketNoteWebhooks"})

@@ -13,7 +13,7 @@ from services.provisioner.control import KafkaSweepPublisher, consume
 from services.provisioner.healing import Healer
 from services.provisioner.provision import CLIENT_CONFIG, Provisioner
 from services.provisioner.settings import ProvisionerSettings
-from shared.connections import ConnectionCatalogue
+from shared.connections.catalogue import ConnectionCatalogue
 from shared.kafka import control_consumer
 from shared.messages.topics import Topics
 from shared.runtime.bootstrap import open_base_resources, serve_ops

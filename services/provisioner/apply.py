@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol
 import asyncpg
 
 from services.provisioner import rotate
+from services.provisioner import store as provisioning
 from services.provisioner.desired import DesiredWebhook
 from services.provisioner.plan import (
     AddExclusion,
@@ -52,9 +53,8 @@ from services.provisioner.plan import (
     UpdateField,
     UpdateWebhook,
 )
+from shared import registrations
 from shared.autotask import AutotaskClient, Child, Priority
-from shared.db import provisioning, registrations
-from shared.db.registrations import RegistrationState
 from shared.entities import by_rest_name
 from shared.errors import KafkaError, NotFoundError, PermissionDeniedError, SyncError
 from shared.logging import get_logger
@@ -64,6 +64,7 @@ from shared.metrics import (
     PROVISIONER_ROTATIONS,
     PROVISIONER_STEPS,
 )
+from shared.registrations import RegistrationState
 from shared.secrets import SecretBox
 
 log = get_logger(__name__)

@@ -29,7 +29,7 @@ from services.provisioner.settings import EVENTS, ProvisionerSettings
 from shared.autotask import FieldInfo, UdfDefinition
 from shared.entities import by_rest_name
 from shared.errors import ConfigError
-from shared.scope import SyncScope, WebhookEvent
+from shared.scope.rules import SyncScope, WebhookEvent
 
 _EVENT_FLAGS: dict[WebhookEvent, str] = {
     "create": "isSubscribedToCreateEvents",

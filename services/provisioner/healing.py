@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from services.provisioner.provision import PassResult, Provisioner
-from shared.connections import CatalogueChange, ConnectionCatalogue
+from shared.connections.catalogue import CatalogueChange, ConnectionCatalogue
 from shared.errors import SyncError
 from shared.logging import get_logger
 

@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 from services.provisioner import naming
 from services.provisioner.actual import ActualChild, ActualState, ActualWebhook
 from services.provisioner.desired import DesiredState, DesiredWebhook, FieldChoice
-from shared.db.provisioning import RegistrationSummary
-from shared.db.registrations import RegistrationState
+from services.provisioner.store import RegistrationSummary
 from shared.entities import by_webhook_root, webhook_entities
+from shared.registrations import RegistrationState
 
 _EVENT_KEYS = (
     "isSubscribedToCreateEvents",

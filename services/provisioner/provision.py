@@ -18,6 +18,7 @@ from typing import Literal
 import asyncpg
 
 from services.provisioner import actual as observed
+from services.provisioner import store as provisioning
 from services.provisioner.actual import ActualState
 from services.provisioner.apply import (
     ApplyReport,
@@ -35,8 +36,7 @@ from services.provisioner.desired import (
 from services.provisioner.plan import CreateWebhook, DeleteWebhook, Plan, plan
 from services.provisioner.settings import ProvisionerSettings
 from shared.autotask import AutotaskClient, BudgetConfig, ClientConfig, LimiterConfig, Priority
-from shared.connections import ServedConnection
-from shared.db import provisioning
+from shared.connections.catalogue import ServedConnection
 from shared.entities import webhook_entities
 from shared.errors import KafkaError, SyncError
 from shared.logging import get_logger

@@ -20,8 +20,10 @@ from datetime import timedelta
 import asyncpg
 from pydantic import SecretStr
 
+from services.provisioner import store as provisioning
+from shared import registrations
 from shared.autotask import AutotaskClient, Priority
-from shared.db import PgConnection, provisioning, registrations
+from shared.db import PgConnection
 from shared.errors import ConfigError
 from shared.secrets import SecretBox
 

@@ -15,7 +15,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from shared.entities import find_rest_name, webhook_entities
-from shared.scope import WebhookEvent
+from shared.scope.rules import WebhookEvent
 from shared.settings import AutotaskSettings, Duration
 
 EVENTS: tuple[WebhookEvent, ...] = ("create", "update", "delete")

@@ -11,7 +11,7 @@ CronJob are the ``autotask-sync sweep|backfill|resync|refresh-metadata`` command
 from __future__ import annotations
 
 from services.reconciler.settings import ReconcilerSettings
-from shared.connections import ConnectionCatalogue
+from shared.connections.catalogue import ConnectionCatalogue
 from shared.entities import REGISTRY
 from shared.kafka import require_topics
 from shared.messages.topics import Topics

@@ -20,14 +20,14 @@ from services.sync_worker.coalesce import WindowPolicy
 from services.sync_worker.dlq import DeadLetters
 from services.sync_worker.pipeline import CalloutPipeline, PipelineConfig
 from services.sync_worker.settings import WorkerSettings
-from shared.connections import ConnectionCatalogue
+from shared.connections.catalogue import ConnectionCatalogue
 from shared.entities import synced_entities
 from shared.kafka import make_consumer, require_topics, started
 from shared.kafka.consumer import ConsumerConfig, StreamConsumer
 from shared.logging import get_logger
 from shared.messages.topics import Topics
 from shared.metrics import WORKER_CONSUMER_LAG, WORKER_IN_FLIGHT
-from shared.mirroring import Mirror
+from shared.mirror.writer import Mirror
 from shared.reconcile.scheduler import start_sweeps
 from shared.runtime.bootstrap import open_base_resources, serve_ops
 from shared.runtime.ops import ReadinessCheck

@@ -24,12 +24,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from services.sync_worker import fetch as fetching
-from services.sync_worker import scoping
 from services.sync_worker.coalesce import Coalescer, Item, Unit, WindowPolicy
 from services.sync_worker.dlq import DeadLetters
-from shared.connections import ConnectionCatalogue
-from shared.db import unresolved
-from shared.db.mirror import Snapshot
+from shared.connections.catalogue import ConnectionCatalogue
 from shared.db.pool import DB_ERRORS, database_error
 from shared.entities import EntitySpec, by_callout_type, find_rest_name
 from shared.errors import MessageError, SyncError
@@ -54,7 +51,10 @@ from shared.metrics import (
     WORKER_UNRESOLVED,
     WORKER_WINDOW_SECONDS,
 )
-from shared.mirroring import Mirror
+from shared.mirror.store import Snapshot
+from shared.mirror.writer import Mirror
+from shared.reconcile import unresolved
+from shared.scope import membership
 
 log = get_logger(__name__)
 
@@ -301,7 +301,7 @@ class CalloutPipeline:
         WORKER_API_CALLS.labels(connection, entity.rest_name).inc(fetched.calls)
         WORKER_FETCHED_IDS.labels(connection, entity.rest_name).inc(len(unit.fetch_ids))
         rows = {i: row for i, (row, _at) in fetched.rows.items()}
-        in_scope = await scoping.judge(self._pool, connection, entity, rows, served.scope)
+        in_scope = await membership.judge(self._pool, connection, entity, rows, served.scope)
         snapshots = [
             Snapshot(
                 id=i,

@@ -36,10 +36,10 @@ from services.webhook_gateway.handlers import Admission, CalloutLimits, Registra
 from services.webhook_gateway.producer import ProducerLink
 from services.webhook_gateway.settings import GatewaySettings
 from shared.db import create_pool
-from shared.db.registrations import RegistrationState, RegistrationStore
 from shared.logging import get_logger
 from shared.messages.topics import Topics
 from shared.metrics import GATEWAY_REGISTRATIONS
+from shared.registrations import RegistrationState, RegistrationStore
 from shared.runtime.bootstrap import serve_ops
 from shared.runtime.ops import ReadinessCheck
 from shared.runtime.runner import ServiceRunner
@@ -282,8 +282,8 @@ def _durability_check(link: ProducerLink, pool: asyncpg.Pool) -> ReadinessCheck:
             except Exception as exc:  # any failure means "try the spool"
                 log.debug("readiness: Kafka did not answer", error=repr(exc))
         async with asyncio.timeout(_CHECK_BUDGET):
-            async with pool.acquire() as connection:
-                await connection.fetchval("SELECT 1 FROM callout_spool LIMIT 1")
+            async with pool.acquire() as db:
+                await db.fetchval("SELECT 1 FROM callout_spool LIMIT 1")
 
     return check
 

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from shared.db.pool import DB_ERRORS
-from shared.db.registrations import record_callouts
 from shared.errors import DatabaseError
 from shared.logging import get_logger
+from shared.registrations import record_callouts
 
 log = get_logger(__name__)
 
@@ -43,8 +43,8 @@ class LastCallouts:
         batch, self._pending = self._pending, {}
         try:
             async with asyncio.timeout(max(self._interval, 5.0)):
-                async with self._pool.acquire() as connection:
-                    await record_callouts(connection, batch)
+                async with self._pool.acquire() as db:
+                    await record_callouts(db, batch)
         except (DatabaseError, TimeoutError, *DB_ERRORS) as exc:
             for registration_id, at in batch.items():
                 self.saw(registration_id, at)

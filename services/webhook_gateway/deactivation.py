@@ -27,12 +27,12 @@ import asyncpg
 from services.webhook_gateway.durability import Durability, Unavailable
 from services.webhook_gateway.routing import OutboundMessage
 from shared.db.pool import DB_ERRORS
-from shared.db.registrations import Registration, claim_deactivation
 from shared.errors import DatabaseError
 from shared.logging import get_logger
 from shared.messages.control import WebhookDeactivated, encode_control
 from shared.messages.topics import Topics
 from shared.metrics import GATEWAY_DEACTIVATION_CHECKS
+from shared.registrations import Registration, claim_deactivation
 
 log = get_logger(__name__)
 

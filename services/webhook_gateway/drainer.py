@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from services.webhook_gateway import spool
 from services.webhook_gateway.durability import Durability
 from services.webhook_gateway.producer import ProducerLink
 from services.webhook_gateway.routing import OutboundMessage
-from shared.db import spool
 from shared.db.pool import DB_ERRORS, connect
 from shared.errors import DatabaseError, KafkaError
 from shared.logging import get_logger
@@ -168,10 +168,10 @@ class Drainer:
         if connection is not None:
             await _close(connection)  # ends the session, which releases the lock
 
-    async def _drain_round(self, connection: asyncpg.Connection) -> int:
+    async def _drain_round(self, db: asyncpg.Connection) -> int:
         """One batch; returns how many rows were moved (0 when nothing could be)."""
         mark = self._durability.mark()
-        rows = await spool.oldest(connection, limit=self._batch)
+        rows = await spool.oldest(db, limit=self._batch)
         if not rows:
             self._found_empty = True
             self._durability.observed(rows=0, since=mark)
@@ -186,13 +186,13 @@ class Drainer:
         # locked session, one statement at a time.
         session = asyncio.Lock()
         moved = await asyncio.gather(
-            *(self._drain_topic(connection, session, group) for group in by_topic.values())
+            *(self._drain_topic(db, session, group) for group in by_topic.values())
         )
         return sum(moved)
 
     async def _drain_topic(
         self,
-        connection: asyncpg.Connection,
+        db: asyncpg.Connection,
         session: asyncio.Lock,
         group: list[spool.SpooledMessage],
     ) -> int:
@@ -210,10 +210,10 @@ class Drainer:
                 error=str(exc),
             )
             async with session:
-                await spool.record_failure(connection, ids, str(exc))
+                await spool.record_failure(db, ids, str(exc))
             return 0
         async with session:
-            await spool.delete(connection, ids)
+            await spool.delete(db, ids)
         GATEWAY_SPOOL_DRAINED.inc(len(ids))
         log.info("moved spooled messages to Kafka", topic=group[0].topic, rows=len(ids))
         return len(ids)
@@ -233,8 +233,8 @@ class SpoolWatcher:
         mark = self._durability.mark()
         try:
             async with asyncio.timeout(max(self._interval, 1.0)):
-                async with self._pool.acquire() as connection:
-                    stats = await spool.stats(connection)
+                async with self._pool.acquire() as db:
+                    stats = await spool.stats(db)
         except (DatabaseError, TimeoutError, *DB_ERRORS) as exc:
             if not self._failing:
                 log.warning("could not count the spool", error=repr(exc))
@@ -263,11 +263,11 @@ def _terminate_when_connected(connecting: asyncio.Future[asyncpg.Connection]) ->
         connecting.result().terminate()
 
 
-async def _close(connection: asyncpg.Connection) -> None:
+async def _close(db: asyncpg.Connection) -> None:
     try:
-        await asyncio.wait_for(connection.close(), 5)
+        await asyncio.wait_for(db.close(), 5)
     except (TimeoutError, *DB_ERRORS):
-        connection.terminate()
+        db.terminate()
 
 
 __all__ = ["DRAINER_LOCK", "Drainer", "SpoolWatcher"]

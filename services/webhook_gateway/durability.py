@@ -30,9 +30,9 @@ from typing import Any
 
 import asyncpg
 
+from services.webhook_gateway import spool
 from services.webhook_gateway.producer import DeadlineMissed, ProducerLink
 from services.webhook_gateway.routing import OutboundMessage
-from shared.db import spool
 from shared.db.pool import DB_ERRORS
 from shared.errors import DatabaseError, KafkaError, SyncError
 from shared.logging import get_logger
@@ -71,9 +71,9 @@ def pool_spool_writer(pool: asyncpg.Pool, *, deadline: timedelta) -> SpoolWriter
     async def write(message: OutboundMessage) -> int:
         try:
             async with asyncio.timeout(deadline.total_seconds()):
-                async with pool.acquire() as connection:
+                async with pool.acquire() as db:
                     return await spool.append(
-                        connection,
+                        db,
                         of_connection=message.connection,
                         registration_id=message.registration_id,
                         topic=message.topic,

@@ -36,7 +36,6 @@ from services.webhook_gateway.dedup import RecentCallouts
 from services.webhook_gateway.durability import Durability, Stored, Unavailable
 from services.webhook_gateway.routing import Routed, route
 from services.webhook_gateway.signature import SIGNATURE_HEADER, Verification, verify
-from shared.db.registrations import Registration
 from shared.logging import get_logger
 from shared.messages.topics import Topics
 from shared.metrics import (
@@ -45,6 +44,7 @@ from shared.metrics import (
     GATEWAY_REQUESTS,
     GATEWAY_SIGNATURE_FALLBACKS,
 )
+from shared.registrations import Registration
 
 log = get_logger(__name__)
 

@@ -8,7 +8,7 @@ Once started, the producer reconnects by itself when brokers come and go, and is
 life of the process: a new producer would not keep the old one's per-partition order for messages
 the old one still holds.
 
-Plain and batched sends go through :mod:`shared.kafka.clients`; starting, pinging and the
+Plain and batched sends go through :mod:`shared.kafka.factory`; starting, pinging and the
 request path's send with a deadline (which must let a late send go on, to learn when Kafka
 answers again) are done here. Either way aiokafka's exceptions become
 :class:`~shared.errors.KafkaError` before they leave this module.

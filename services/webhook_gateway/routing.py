@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.db.registrations import Registration
 from shared.entities import EntitySpec, find_rest_name
 from shared.errors import MessageError
 from shared.kafka import Headers
@@ -31,6 +30,7 @@ from shared.messages.callout import (
 )
 from shared.messages.deadletter import dead_letter_headers
 from shared.messages.topics import Topics
+from shared.registrations import Registration
 
 DEACTIVATED_ACTION = "deactivated"
 """``Action`` of the deactivation notice some receivers see on the callout URL (§8.4)."""

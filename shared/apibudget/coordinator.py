@@ -30,11 +30,11 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from shared.apibudget import store as rows
 from shared.apibudget.lockout import SharedLockout
 from shared.apibudget.slots import SharedSlots
 from shared.apibudget.usage import SharedBudget
 from shared.autotask import Clock, Coordination, LockoutPolicy, Priority
-from shared.db import budget as rows
 from shared.db.pool import DB_ERRORS, PgConnection, connect, create_pool
 from shared.errors import DatabaseError
 from shared.logging import get_logger, redact_text

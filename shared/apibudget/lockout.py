@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+from shared.apibudget import store as rows
 from shared.autotask import Clock, LocalLockout, Lockout
-from shared.db import budget as rows
 from shared.errors import DatabaseError
 
 if TYPE_CHECKING:

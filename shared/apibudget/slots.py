@@ -19,8 +19,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from shared.apibudget import store as rows
 from shared.autotask import Clock, Priority, SlotLease
-from shared.db import budget as rows
 from shared.db.pool import PgConnection
 from shared.errors import DatabaseError, DeadlineExceededError
 from shared.metrics import AUTOTASK_SLOT_ACQUIRE_SECONDS, AUTOTASK_SLOT_WAITS, AUTOTASK_SLOTS_IN_USE

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from shared.apibudget import store as rows
 from shared.autotask import BudgetView, Clock, ThresholdInfo
-from shared.db import budget as rows
 from shared.errors import DatabaseError
 
 if TYPE_CHECKING:

@@ -30,7 +30,6 @@ from shared.autotask._budget import DEFAULT_SHARE, BudgetConfig, BudgetTracker
 from shared.autotask._client import AutotaskClient
 from shared.autotask._clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock
 from shared.autotask._config import ClientConfig
-from shared.autotask._connection import Connection, normalize_root
 from shared.autotask._coordination import (
     BudgetStore,
     BudgetView,
@@ -59,6 +58,7 @@ from shared.autotask._models import (
 from shared.autotask._query import F, Op, Query, and_, or_, udf
 from shared.autotask._retry import RetryPolicy
 from shared.autotask._targets import Child, Target
+from shared.autotask._tenant import Connection, normalize_root
 from shared.autotask._timestamps import format_timestamp, parse_timestamp
 
 __all__ = [

@@ -22,7 +22,6 @@ from yarl import URL
 from shared.autotask._budget import BudgetTracker
 from shared.autotask._clock import Clock
 from shared.autotask._config import ClientConfig
-from shared.autotask._connection import API_VERSION, Connection, ZoneResolver
 from shared.autotask._coordination import Coordination, Coordinator, LocalCoordinator
 from shared.autotask._errors import Action, CallContext
 from shared.autotask._guard import AuthGuard
@@ -31,6 +30,7 @@ from shared.autotask._metrics import request_seconds
 from shared.autotask._models import ZoneInfo
 from shared.autotask._retry import Decision, RetryPolicy, retry_reason, retrying
 from shared.autotask._targets import Target, endpoint_of, label_of
+from shared.autotask._tenant import API_VERSION, Connection, ZoneResolver
 from shared.autotask._transport import Transport
 from shared.errors import (
     AuthenticationError,

@@ -28,7 +28,6 @@ from shared.autotask._budget import BudgetTracker
 from shared.autotask._caller import Caller, next_path
 from shared.autotask._clock import SYSTEM_CLOCK, Clock
 from shared.autotask._config import ClientConfig
-from shared.autotask._connection import Connection, ZoneResolver
 from shared.autotask._coordination import Coordinator
 from shared.autotask._errors import is_html_page
 from shared.autotask._limiter import Limiter, Priority
@@ -44,6 +43,7 @@ from shared.autotask._models import (
 from shared.autotask._query import Query, QueryLike, count_body, query_body
 from shared.autotask._retry import RetryPolicy
 from shared.autotask._targets import Child, Target, label_of, path_of
+from shared.autotask._tenant import Connection, ZoneResolver
 from shared.errors import AutotaskServerError, NotFoundError
 from shared.settings import AutotaskSettings
 

@@ -15,15 +15,15 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from shared.autotask._connection import (
+from shared.autotask._errors import CallContext, error_from_response
+from shared.autotask._metrics import requests_total
+from shared.autotask._models import ZoneInfo
+from shared.autotask._tenant import (
     API_VERSION,
     DEFAULT_ZONE_LOOKUP_URL,
     Connection,
     normalize_root,
 )
-from shared.autotask._errors import CallContext, error_from_response
-from shared.autotask._metrics import requests_total
-from shared.autotask._models import ZoneInfo
 from shared.errors import AutotaskConnectionError, AutotaskServerError, ZoneLookupError
 from shared.redaction import Redactor
 

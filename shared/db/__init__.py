@@ -1,7 +1,10 @@
-"""PostgreSQL plumbing: the pool (``pool``), migrations (``migrate`` and ``migrations/``).
+"""PostgreSQL plumbing, no domain state: the pool and sessions (``pool``), migrations
+(``migrate`` and ``migrations/``), live tables kept current by NOTIFY (``live``), advisory locks
+(``locks``).
 
-State the services share (registrations, watermarks, spool, the mirror upsert) gets one module
-each here.
+A concept's state lives with the concept (``shared/connections/store.py``,
+``shared/mirror/store.py``, ``shared/apibudget/store.py``, ``shared/reconcile/runs.py``, ...), or
+in the one service it serves (the gateway's spool, the provisioner's store).
 """
 
 from shared.db.migrate import MIGRATIONS_DIR, Migration, apply_migrations, discover

@@ -63,20 +63,18 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [migrations[v] for v in sorted(migrations)]
 
 
-async def apply_migrations(
-    connection: PgConnection, directory: Path = MIGRATIONS_DIR
-) -> list[Migration]:
+async def apply_migrations(db: PgConnection, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Apply pending migrations; returns those applied now (empty when up to date)."""
     migrations = discover(directory)
     applied_now: list[Migration] = []
     current = "bookkeeping"
     try:
-        await connection.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        await db.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         try:
-            await connection.execute(_CREATE_TABLE)
+            await db.execute(_CREATE_TABLE)
             recorded = {
                 row["version"]: row["checksum"]
-                for row in await connection.fetch("SELECT version, checksum FROM schema_migrations")
+                for row in await db.fetch("SELECT version, checksum FROM schema_migrations")
             }
             for migration in migrations:
                 if migration.version in recorded:
@@ -88,9 +86,9 @@ async def apply_migrations(
                     continue
                 current = f"{migration.version:04d}_{migration.name}"
                 started = time.monotonic()
-                async with connection.transaction():
-                    await connection.execute(migration.sql)
-                    await connection.execute(
+                async with db.transaction():
+                    await db.execute(migration.sql)
+                    await db.execute(
                         "INSERT INTO schema_migrations (version, name, checksum, duration_ms) "
                         "VALUES ($1, $2, $3, $4)",
                         migration.version,
@@ -101,7 +99,7 @@ async def apply_migrations(
                 log.info("applied migration", version=migration.version, name=migration.name)
                 applied_now.append(migration)
         finally:
-            await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+            await db.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     except asyncpg.PostgresError as exc:
         raise MigrationError(f"migration failed at {current}: {exc}") from exc
     except (OSError, asyncpg.InterfaceError) as exc:

@@ -19,14 +19,10 @@ T = TypeVar("T")
 PgConnection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 
-async def init_connection(connection: asyncpg.Connection) -> None:
+async def init_connection(db: asyncpg.Connection) -> None:
     """Codecs every connection of the project uses: jsonb/json as Python objects."""
-    await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-    )
-    await connection.set_type_codec(
-        "json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-    )
+    await db.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await db.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def create_pool(

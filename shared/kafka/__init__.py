@@ -1,10 +1,14 @@
-"""Kafka plumbing: producer/consumer factories (``clients``) and topic creation (``admin``).
+"""Kafka plumbing: the one place that speaks aiokafka.
 
-The consumer loop and the offset tracker the services share live here too as they arrive.
+factory.py      producer and consumer factories, produce helpers
+admin.py        topic creation and checks, consumer lag
+consumer.py     StreamConsumer: the consumer loop (pause/resume, commit after process)
+offsets.py      contiguous finished offsets per partition (pure)
+reader.py       read a topic to its end (tests, tools, dead-letter listing)
 """
 
 from shared.kafka.admin import ensure_topics, missing_topics, require_topics
-from shared.kafka.clients import (
+from shared.kafka.factory import (
     Headers,
     OutgoingMessage,
     control_consumer,

@@ -19,10 +19,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from shared.autotask import F, Query
-from shared.db import watermarks
-from shared.db.mirror import live_ids
 from shared.metrics import BACKFILL_PROGRESS_RATIO
-from shared.reconcile import deletes
+from shared.mirror.store import live_ids
+from shared.reconcile import delete_sweep, watermarks
 from shared.reconcile.context import PRIORITY, SweepContext
 
 _KIND = watermarks.BACKFILL
@@ -75,7 +74,7 @@ async def complete_read(ctx: SweepContext, *, restart: bool = False) -> None:
         async with ctx.pool.acquire() as db:
             unseen = await watermarks.unseen(db, spec, connection)
             live = await live_ids(db, spec, connection)
-        await deletes.delete_missing(ctx, live=len(live), candidates=unseen)
+        await delete_sweep.delete_missing(ctx, live=len(live), candidates=unseen)
     finished = datetime.now(UTC)
     async with ctx.pool.acquire() as db:
         async with db.transaction():
@@ -93,7 +92,7 @@ async def _start_sweeps_from(ctx: SweepContext, started: datetime) -> None:
     """After a first load, incremental sweeps and delete logs cover what changed since it began
     (watermarks only move forward: existing ones stay)."""
     kinds = [watermarks.INCREMENTAL]
-    kinds += [watermarks.delete_log_kind(log.name) for log in deletes.delete_logs(ctx.entity)]
+    kinds += [watermarks.delete_log_kind(log.name) for log in delete_sweep.delete_logs(ctx.entity)]
     async with ctx.pool.acquire() as db:
         for kind in kinds:
             current = await watermarks.read(db, ctx.connection, ctx.entity.rest_name, kind)

@@ -1,11 +1,11 @@
 """One run in progress: its collaborators, its counts, and the one way it writes to the mirror.
 
-Every page a run reads goes through :meth:`SweepContext.apply`: scope judged as the worker judges
-it (:mod:`shared.scoping`), then :meth:`shared.mirroring.Mirror.apply_snapshots`, the same
+Every page a run reads goes through :meth:`SweepContext.apply`: scope judged as the worker judges it
+(:mod:`shared.scope.membership`), then :meth:`shared.mirror.writer.Mirror.apply_snapshots`, the same
 monotonic upsert and change-event path the worker uses. Rows whose content really changed are
-counted as *repaired* for every mode but a first-load backfill: what a sweep had to change is
-what the webhooks missed. Counts are stored on the run after each durable page, so a run that
-dies shows how far it got.
+counted as *repaired* for every mode but a first-load backfill: what a sweep had to change is what
+the webhooks missed. Counts are stored on the run after each durable page, so a run that dies shows
+how far it got.
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from datetime import UTC, datetime
 import asyncpg
 
 from shared.autotask import AutotaskClient, Entity, Page, Priority, Query
-from shared.db import runs
-from shared.db.mirror import Origin, Snapshot
 from shared.entities import EntitySpec
 from shared.errors import SyncError
 from shared.metrics import SWEEP_API_CALLS, SWEEP_DELETED, SWEEP_PAGES, SWEEP_REPAIRED
-from shared.mirroring import Applied, Mirror
+from shared.mirror.store import Origin, Snapshot
+from shared.mirror.writer import Applied, Mirror
+from shared.reconcile import runs
+from shared.reconcile.due import Mode
 from shared.reconcile.progress import Progress
-from shared.reconcile.schedule import Mode
 from shared.reconcile.settings import SweepPolicy
-from shared.scope import SyncScope
-from shared.scoping import judge
+from shared.scope.membership import judge
+from shared.scope.rules import SyncScope
 
 PRIORITY = Priority.SWEEP
 """Every reconciliation call yields to webhook-driven fetches and pauses above 90% usage."""

@@ -21,7 +21,7 @@ from shared.entities import find_rest_name
 from shared.errors import MessageError
 from shared.logging import get_logger
 from shared.messages.control import SweepRequested, decode_control
-from shared.reconcile.schedule import Job
+from shared.reconcile.due import Job
 
 log = get_logger(__name__)
 _RETRY = timedelta(seconds=2)

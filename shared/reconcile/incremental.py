@@ -6,7 +6,7 @@ One run of an entity:
    have no modified stamp yet) and the activity stamp (a ticket's ``lastActivityDate`` moves
    when a note is added), paged at 500 in id order, each page applied through the one upsert
    (origin ``sweep``). A catch-up reads from the start of the gap when that is older;
-2. reads the delete logs the entity has (:mod:`shared.reconcile.deletes`);
+2. reads the delete logs the entity has (:mod:`shared.reconcile.delete_sweep`);
 3. fetches the ids the worker recorded as unresolved and resolves them.
 
 The watermark advances once every page of the walk is durable, to the highest stamp read but
@@ -21,10 +21,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from shared.autotask import F, Query, or_
-from shared.db import unresolved, watermarks
-from shared.db.mirror import version_of
 from shared.metrics import SWEEP_WATERMARK_LAG_SECONDS
-from shared.reconcile import deletes
+from shared.mirror.store import version_of
+from shared.reconcile import delete_sweep, unresolved, watermarks
 from shared.reconcile.context import PRIORITY, SweepContext
 
 
@@ -34,7 +33,7 @@ async def sweep(ctx: SweepContext, *, since: datetime | None = None) -> None:
         await read_whole(ctx)
     else:
         await _walk_window(ctx, since)
-    await deletes.read_delete_logs(ctx)
+    await delete_sweep.read_delete_logs(ctx)
     await resolve_unresolved(ctx)
 
 

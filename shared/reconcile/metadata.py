@@ -1,8 +1,8 @@
 """PSA metadata ("Sync PSA Data"): picklists and UDF definitions of every synced entity.
 
 Two calls per entity (``entityInformation/fields`` carries the picklists, ``.../userDefinedFields``
-the UDFs), replaced whole in PostgreSQL (:mod:`shared.db.metadata`) so a label renamed or a value
-deactivated in Autotask shows after the next refresh.
+the UDFs), replaced whole in PostgreSQL (:mod:`shared.reconcile.picklists`) so a label renamed
+or a value deactivated in Autotask shows after the next refresh.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from dataclasses import dataclass
 import asyncpg
 
 from shared.autotask import AutotaskClient, FieldInfo, PicklistValue, UdfDefinition
-from shared.db import metadata as stored
 from shared.entities import EntitySpec
 from shared.errors import NotFoundError
+from shared.reconcile import picklists
 
 
 @dataclass
 class Refreshed:
-    """What one refresh stored."""
+    """What one refresh picklists."""
 
     entities: int = 0
     picklist_values: int = 0
@@ -41,24 +41,24 @@ async def refresh(
         except NotFoundError:
             udfs = []  # an entity without user-defined fields
         done.api_calls += 1
-        picklists = [entry for f in fields for entry in _picklist(f)]
+        entries = [entry for f in fields for entry in _picklist(f)]
         definitions = [_udf(u) for u in udfs]
         async with pool.acquire() as db:
-            await stored.replace(
-                db, connection, spec.rest_name, picklists=picklists, udfs=definitions
+            await picklists.replace(
+                db, connection, spec.rest_name, picklists=entries, udfs=definitions
             )
         done.entities += 1
-        done.picklist_values += len(picklists)
+        done.picklist_values += len(entries)
         done.udfs += len(definitions)
     return done
 
 
-def _picklist(field: FieldInfo) -> list[stored.PicklistEntry]:
+def _picklist(field: FieldInfo) -> list[picklists.PicklistEntry]:
     return [_entry(field.name, value) for value in field.picklist_values or ()]
 
 
-def _entry(field: str, value: PicklistValue) -> stored.PicklistEntry:
-    return stored.PicklistEntry(
+def _entry(field: str, value: PicklistValue) -> picklists.PicklistEntry:
+    return picklists.PicklistEntry(
         field=field,
         value=value.value,
         label=value.label,
@@ -70,10 +70,10 @@ def _entry(field: str, value: PicklistValue) -> stored.PicklistEntry:
     )
 
 
-def _udf(udf: UdfDefinition) -> stored.UdfEntry:
+def _udf(udf: UdfDefinition) -> picklists.UdfEntry:
     raw = udf.model_dump(mode="json", by_alias=True)
     label = raw.get("label")
-    return stored.UdfEntry(
+    return picklists.UdfEntry(
         name=udf.name,
         label=label if isinstance(label, str) else None,
         data_type=udf.data_type,

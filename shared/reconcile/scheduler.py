@@ -1,4 +1,4 @@
-"""The scheduler loop: what is due (:mod:`shared.reconcile.schedule`), requests from the control
+"""The scheduler loop: what is due (:mod:`shared.reconcile.due`), requests from the control
 topic, a bounded number of runs at once.
 
 It runs in the reconciler service and, switchable off (``AUTOTASK_SYNC_SWEEPS_ENABLED``), inside
@@ -20,15 +20,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from shared.connections import ConnectionCatalogue
-from shared.db import runs, watermarks
+from shared.connections.catalogue import ConnectionCatalogue
 from shared.errors import SyncError
 from shared.kafka import control_consumer
 from shared.logging import get_logger
 from shared.messages.topics import Topics
-from shared.reconcile import control
-from shared.reconcile.reconciler import Options, Reconciler, Result
-from shared.reconcile.schedule import COMPLETE_READS, Job, LoadState, Schedule, View
+from shared.reconcile import control, runs, watermarks
+from shared.reconcile.due import COMPLETE_READS, Job, LoadState, Schedule, View
+from shared.reconcile.jobs import Options, Reconciler, Result
 from shared.reconcile.settings import SweepSettings
 from shared.runtime.runner import ServiceRunner
 

@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, Field, TypeAdapter, field_validator
 from pydantic_settings import NoDecode
 
 from shared.entities import EntitySpec, find_rest_name
-from shared.reconcile.deletion import DeletePolicy
+from shared.reconcile.delete_guard import DeletePolicy
 from shared.settings import AutotaskSettings, Duration
 
 _DURATION: TypeAdapter[timedelta] = TypeAdapter(Duration)

@@ -77,8 +77,8 @@ async def serve_ops(
 
 def postgres_check(pool: asyncpg.Pool) -> ReadinessCheck:
     async def check() -> None:
-        async with pool.acquire(timeout=1.0) as connection:
-            await connection.fetchval("SELECT 1")
+        async with pool.acquire(timeout=1.0) as db:
+            await db.fetchval("SELECT 1")
 
     return check
 

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
+from shared.connections import store as rows
 from shared.db import connect
-from shared.db import connections as rows
-from shared.db.registrations import RegistrationState, create_pending, set_state
 from shared.entities import TICKETS
 from shared.kafka import OutgoingMessage, make_consumer, make_producer, produce_many
 from shared.messages.callout import callout_headers, callout_key
 from shared.messages.deadletter import dead_letter_headers
+from shared.registrations import RegistrationState, create_pending, set_state
 from shared.secrets import SecretBox
 from tests.helpers.cli import run_cli
 from tests.helpers.pipeline import callout_body, create_topics

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from shared.db import connect
-from shared.db.mirror import live_rows
 from shared.entities import EntitySpec, by_rest_name
 from shared.kafka import OutgoingMessage, ensure_topics, make_producer, produce_many
 from shared.kafka.reader import read_to_end
 from shared.messages.callout import callout_headers, callout_key
 from shared.messages.topics import Topics
+from shared.mirror.store import live_rows
 from tests.helpers.clients import truth
 from tools.autotask_sim import Simulator
 from tools.deployment import ServiceProcess, metric_total

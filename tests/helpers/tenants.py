@@ -7,9 +7,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from pydantic import SecretStr
 
+from shared.connections import store as rows
 from shared.db import connect
-from shared.db import connections as rows
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
 from tools.autotask_sim import Simulator, SimulatorConfig, run_simulator
 

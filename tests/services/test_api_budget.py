@@ -110,8 +110,8 @@ import asyncpg  # noqa: E402
 import pytest  # noqa: E402
 
 from shared.apibudget import CoordinatorConfig, SharedCoordinator  # noqa: E402
+from shared.apibudget import store as rows  # noqa: E402
 from shared.autotask import Priority, SystemClock  # noqa: E402
-from shared.db import budget as rows  # noqa: E402
 from shared.entities import COMPANIES, TICKETS  # noqa: E402
 from shared.secrets import SecretBox  # noqa: E402
 from tests.helpers.clients import truth  # noqa: E402

@@ -19,13 +19,13 @@ from services.provisioner.control import KafkaSweepPublisher
 from services.provisioner.provision import CLIENT_CONFIG, PassResult, Provisioner
 from services.provisioner.settings import ProvisionerSettings
 from shared.autotask import AutotaskClient
-from shared.connections import ServedConnection
+from shared.connections.catalogue import ServedConnection
 from shared.db import create_pool
-from shared.db.registrations import Registration, fetch_all
 from shared.kafka import ensure_topics, make_producer
 from shared.messages.control import ControlEvent, decode_control
 from shared.messages.topics import Topics
-from shared.scope import SyncScope
+from shared.registrations import Registration, fetch_all
+from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
 from shared.settings import load_settings
 from tests.helpers.clients import connection_for

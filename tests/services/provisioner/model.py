@@ -33,9 +33,9 @@ from services.provisioner.plan import (
     UpdateField,
     UpdateWebhook,
 )
-from shared.db.provisioning import RegistrationSummary
-from shared.db.registrations import RegistrationState
+from services.provisioner.store import RegistrationSummary
 from shared.entities import by_rest_name
+from shared.registrations import RegistrationState
 
 GATEWAY = "https://hooks.example.com"
 OVERLAP = timedelta(minutes=10)

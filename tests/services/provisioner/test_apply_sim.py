@@ -17,13 +17,14 @@ import pytest_asyncio
 from pydantic import SecretStr
 
 from services.provisioner import naming
+from services.provisioner import store as provisioning
 from services.provisioner.provision import CLIENT_CONFIG
+from shared import registrations
 from shared.autotask import AutotaskClient
-from shared.connections import ServedConnection
-from shared.db import provisioning, registrations
-from shared.db.registrations import RegistrationState
+from shared.connections.catalogue import ServedConnection
 from shared.messages.control import SweepRequested
-from shared.scope import SyncScope
+from shared.registrations import RegistrationState
+from shared.scope.rules import SyncScope
 from tests.helpers.clients import connection_for
 from tests.helpers.receiver import Receiver, serve_receiver
 from tests.helpers.simapi import Api, make_webhook

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from shared.db import connect
-from shared.db.registrations import RegistrationState
+from shared.registrations import RegistrationState
 from shared.secrets import SecretBox
 from tests.helpers.cli import ROOT, CliResult, run_cli
 from tests.helpers.receiver import Receiver, serve_receiver

@@ -14,7 +14,7 @@ from services.provisioner.desired import EntityMetadata, WebhookPolicy, desired_
 from services.provisioner.settings import ProvisionerSettings
 from shared.autotask import FieldInfo, UdfDefinition
 from shared.errors import ConfigError
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 from shared.settings import load_settings
 from tools.autotask_sim.catalog.data_entities import DATA_SCHEMAS
 from tools.autotask_sim.catalog.system_entities import WEBHOOK_FIELD_IDS

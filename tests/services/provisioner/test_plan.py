@@ -34,9 +34,9 @@ from services.provisioner.plan import (
     UpdateWebhook,
     plan,
 )
-from shared.db.provisioning import RegistrationSummary
-from shared.db.registrations import RegistrationState
+from services.provisioner.store import RegistrationSummary
 from shared.entities import webhook_entities
+from shared.registrations import RegistrationState
 from tests.services.provisioner.model import (
     GATEWAY,
     apply_plan,

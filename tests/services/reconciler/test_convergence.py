@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from shared.db import connect
-from shared.db.mirror import live_rows
 from shared.entities import REGISTRY, TICKETS, EntitySpec
+from shared.mirror.store import live_rows
 from shared.secrets import SecretBox
 from tests.helpers.clients import truth
 from tests.helpers.pipeline import ServiceProcess, callouts_for, produce_callouts, tenant_state

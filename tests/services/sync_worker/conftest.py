@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest_asyncio
 
 from shared.messages.topics import Topics
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
 from tests.helpers.pipeline import ServiceProcess, create_topics
 from tests.helpers.tenants import store_connection

@@ -15,7 +15,7 @@ from shared.db import connect
 from shared.entities import COMPANIES, CONFIGURATION_ITEMS, CONTACTS, TICKET_NOTES, TICKETS
 from shared.kafka import make_producer, produce
 from shared.messages.deadletter import HEADER_ERROR_CLASS
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 from tests.helpers.clients import truth
 from tests.helpers.contracts import assert_valid
 from tests.helpers.pipeline import (

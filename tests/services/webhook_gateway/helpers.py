@@ -25,12 +25,13 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from pydantic import SecretStr
 
+from services.webhook_gateway import spool
 from services.webhook_gateway.app import Gateway, open_gateway
 from services.webhook_gateway.settings import GatewaySettings
-from shared.db import connect, spool
-from shared.db.registrations import Registration, RegistrationState, create_pending, set_state
+from shared.db import connect
 from shared.kafka import ensure_topics
 from shared.messages.topics import Topics
+from shared.registrations import Registration, RegistrationState, create_pending, set_state
 from shared.runtime.ops import add_ops_routes
 from shared.secrets import SecretBox
 from tools.dev_infra.processes import free_port

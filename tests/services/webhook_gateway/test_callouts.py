@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 
 from shared.db import connect
-from shared.db.registrations import RegistrationState, begin_rotation, fetch_one
 from shared.messages.callout import parse_instant
 from shared.messages.control import WebhookDeactivated, decode_control
+from shared.registrations import RegistrationState, begin_rotation, fetch_one
 from shared.secrets import SecretBox
 from tests.helpers.simapi import Api, fast_config, make_webhook
 from tests.services.webhook_gateway.helpers import (
@@ -353,7 +353,7 @@ async def test_registrations_added_or_retired_while_running_take_effect_within_m
         await eventually(accepted_now)
         db = await connect(deployment.dsn)
         try:
-            from shared.db.registrations import set_state
+            from shared.registrations import set_state
 
             await set_state(db, registration.registration_id, RegistrationState.RETIRED)
         finally:

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.webhook_gateway.signature import reescape
-from shared.db.registrations import RegistrationState
+from shared.registrations import RegistrationState
 from tests.services.webhook_gateway.helpers import (
     Deployment,
     GatewayProcess,

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from services.webhook_gateway.routing import route
-from shared.db.registrations import Registration, RegistrationState
 from shared.entities import COMPANIES
 from shared.messages.callout import callout_headers
 from shared.messages.topics import Topics
+from shared.registrations import Registration, RegistrationState
 
 TOPICS = Topics(prefix="autotask")
 AT = datetime(2026, 12, 1, 12, 0, 0, 123000, tzinfo=UTC)

@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
+from services.webhook_gateway import spool
 from services.webhook_gateway.app import ADMISSION
-from shared.db import connect, spool
+from shared.db import connect
 from tests.services.webhook_gateway.helpers import (
     Deployment,
     callout_body,

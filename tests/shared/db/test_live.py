@@ -14,8 +14,8 @@ from tests.helpers.simapi import poll
 pytestmark = pytest.mark.integration
 
 
-async def _names(connection: asyncpg.Connection) -> list[str]:
-    return [row["name"] for row in await connection.fetch("SELECT name FROM connections")]
+async def _names(db: asyncpg.Connection) -> list[str]:
+    return [row["name"] for row in await db.fetch("SELECT name FROM connections")]
 
 
 async def _insert(dsn: str, name: str) -> None:

@@ -24,8 +24,8 @@ STATE_TABLES = {
 }
 
 
-async def _tables(conn: asyncpg.Connection) -> set[str]:
-    rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+async def _tables(db: asyncpg.Connection) -> set[str]:
+    rows = await db.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return {r["tablename"] for r in rows}
 
 

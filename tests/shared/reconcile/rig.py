@@ -13,16 +13,17 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared.autotask import ClientConfig, RetryPolicy
-from shared.connections import ConnectionCatalogue, ServedConnection
-from shared.db import create_pool, runs
+from shared.connections.catalogue import ConnectionCatalogue, ServedConnection
+from shared.db import create_pool
 from shared.entities import EntitySpec, by_rest_name
 from shared.kafka import make_producer
 from shared.messages.topics import Topics
-from shared.reconcile.deletion import DeletePolicy
-from shared.reconcile.reconciler import Options, Reconciler, Result
-from shared.reconcile.schedule import Job, Mode
+from shared.reconcile import runs
+from shared.reconcile.delete_guard import DeletePolicy
+from shared.reconcile.due import Job, Mode
+from shared.reconcile.jobs import Options, Reconciler, Result
 from shared.reconcile.settings import SweepPolicy
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 from tests.helpers.clients import connection_for
 from tests.helpers.pipeline import create_topics, mirror_diff
 from tools.autotask_sim import Simulator

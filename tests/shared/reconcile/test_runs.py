@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.db import runs
 from shared.db.locks import AdvisoryLock, lock_key
 from shared.entities import COMPANIES, TICKETS
-from shared.reconcile.reconciler import Options
-from shared.reconcile.schedule import Job
+from shared.reconcile import runs
+from shared.reconcile.due import Job
+from shared.reconcile.jobs import Options
 from tests.helpers.clients import truth
 from tests.shared.reconcile.rig import CONNECTION, Rig, reconcile_rig
 from tools.autotask_sim import Simulator, SimulatorConfig

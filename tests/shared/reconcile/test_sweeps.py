@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shared.db import unresolved
 from shared.entities import COMPANIES, CONTRACTS, REGISTRY, RESOURCES, TICKET_NOTES, TICKETS
-from shared.scope import SyncScope
+from shared.reconcile import unresolved
+from shared.scope.rules import SyncScope
 from tests.helpers.clients import truth
 from tests.helpers.pipeline import read_topic, tenant_state
 from tests.shared.reconcile.rig import CONNECTION, Rig, reconcile_rig

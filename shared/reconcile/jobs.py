@@ -28,8 +28,7 @@ from typing import Literal
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from shared.connections import ConnectionCatalogue, ServedConnection
-from shared.db import runs
+from shared.connections.catalogue import ConnectionCatalogue, ServedConnection
 from shared.db.locks import AdvisoryLock, lock_key
 from shared.entities import by_rest_name, find_rest_name
 from shared.errors import ConfigError, SyncError
@@ -38,12 +37,12 @@ from shared.logging import get_logger
 from shared.messages.control import BackfillFinished, encode_control
 from shared.messages.topics import Topics
 from shared.metrics import METADATA_REFRESHES, SWEEP_RUN_SECONDS, SWEEP_RUNS
-from shared.mirroring import Mirror
-from shared.reconcile import backfill, deletes, incremental, metadata
+from shared.mirror.writer import Mirror
+from shared.reconcile import backfill, delete_sweep, incremental, metadata, runs
 from shared.reconcile.context import Interrupted, MassDeleteRefused, SweepContext
-from shared.reconcile.deletion import DeletePolicy
+from shared.reconcile.delete_guard import DeletePolicy
+from shared.reconcile.due import METADATA_ENTITY, Job
 from shared.reconcile.progress import Fanout, LogProgress, Progress
-from shared.reconcile.schedule import METADATA_ENTITY, Job
 from shared.reconcile.settings import SweepPolicy
 
 log = get_logger(__name__)
@@ -283,7 +282,7 @@ class Reconciler:
         modes: dict[str, Callable[[], Awaitable[None]]] = {
             "incremental": lambda: incremental.sweep(ctx),
             "catchup": lambda: incremental.sweep(ctx, since=job.since),
-            "ids": lambda: deletes.id_sweep(ctx),
+            "ids": lambda: delete_sweep.id_sweep(ctx),
             "backfill": lambda: backfill.complete_read(ctx, restart=options.restart),
             "resync": lambda: backfill.complete_read(ctx, restart=options.restart),
             "full": lambda: backfill.complete_read(ctx, restart=options.restart),

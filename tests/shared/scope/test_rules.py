@@ -8,7 +8,7 @@ import pytest
 
 from shared.entities import COMPANIES, TICKETS
 from shared.errors import ConfigError
-from shared.scope import CompanyScope, SyncScope, TicketScope
+from shared.scope.rules import CompanyScope, SyncScope, TicketScope
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from shared.autotask import Connection
-from shared.connections import CatalogueChange, ConnectionCatalogue, ServedConnection
+from shared.connections import store as rows
+from shared.connections.catalogue import CatalogueChange, ConnectionCatalogue, ServedConnection
 from shared.db import connect
-from shared.db import connections as rows
 from shared.errors import AuthenticationError, ConfigError
 from shared.secrets import SecretBox
 from tests.helpers.simapi import poll

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from cli.checks import check, render_text
 from shared.apibudget import CoordinatorConfig, SharedCoordinator
+from shared.apibudget import store as rows
 from shared.apibudget.lockout import SharedLockout
 from shared.autotask import (
     Coordination,
@@ -27,8 +28,7 @@ from shared.autotask import (
     SystemClock,
     ThresholdInfo,
 )
-from shared.connections import ConnectionCatalogue
-from shared.db import budget as rows
+from shared.connections.catalogue import ConnectionCatalogue
 from shared.errors import DeadlineExceededError
 from shared.metrics import AUTOTASK_SLOT_FALLBACK
 from shared.settings import AutotaskSettings

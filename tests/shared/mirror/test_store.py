@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 
 from shared.db import connect, create_pool
-from shared.db.mirror import Snapshot, live_rows, mark_deleted, upsert
 from shared.entities import COMPANIES, RESOURCES, TICKETS
+from shared.mirror.store import Snapshot, live_rows, mark_deleted, upsert
 
 pytestmark = pytest.mark.integration
 

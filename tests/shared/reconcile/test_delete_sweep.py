@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY as METRICS
 
 from shared.entities import COMPANIES, CONTACTS, TICKETS
-from shared.reconcile.reconciler import Options
+from shared.reconcile.jobs import Options
 from tests.helpers.clients import truth
 from tests.helpers.pipeline import read_topic
 from tests.shared.reconcile.rig import CONNECTION, Rig, reconcile_rig

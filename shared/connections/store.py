@@ -19,7 +19,7 @@ from pydantic import SecretStr, ValidationError
 from shared.autotask import Connection
 from shared.db.pool import DB_ERRORS, PgConnection, guarded
 from shared.errors import ConfigError, DatabaseError
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
 from shared.settings import CONNECTION_NAME_PATTERN
 
@@ -104,30 +104,28 @@ class NewConnection:
     enabled: bool = True
 
 
-async def fetch_all(
-    connection: PgConnection, *, enabled_only: bool = False
-) -> list[StoredConnection]:
+async def fetch_all(db: PgConnection, *, enabled_only: bool = False) -> list[StoredConnection]:
     """Every row (or only enabled ones), by name."""
     where = "WHERE enabled" if enabled_only else ""
     rows = await guarded(
-        connection.fetch(f"SELECT {_COLUMNS} FROM connections {where} ORDER BY name"),  # noqa: S608 - fixed text
+        db.fetch(f"SELECT {_COLUMNS} FROM connections {where} ORDER BY name"),  # noqa: S608 - fixed text
         "read the connections",
     )
     return [StoredConnection.from_record(row) for row in rows]
 
 
-async def fetch_one(connection: PgConnection, name: str) -> StoredConnection | None:
+async def fetch_one(db: PgConnection, name: str) -> StoredConnection | None:
     row = await guarded(
-        connection.fetchrow(f"SELECT {_COLUMNS} FROM connections WHERE name = $1", name),  # noqa: S608 - fixed text
+        db.fetchrow(f"SELECT {_COLUMNS} FROM connections WHERE name = $1", name),  # noqa: S608 - fixed text
         f"read connection {name!r}",
     )
     return None if row is None else StoredConnection.from_record(row)
 
 
-async def insert(connection: PgConnection, new: NewConnection, box: SecretBox) -> None:
+async def insert(db: PgConnection, new: NewConnection, box: SecretBox) -> None:
     """Store ``new``; a duplicate name is a ConfigError and leaves the table as it was."""
     try:
-        await connection.execute(
+        await db.execute(
             "INSERT INTO connections (name, username, secret_encrypted, "
             "integration_code_encrypted, zone_url, zone_lookup_url, impersonation_resource_id, "
             "scope, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -153,7 +151,7 @@ async def insert(connection: PgConnection, new: NewConnection, box: SecretBox) -
 
 
 async def update(
-    connection: PgConnection,
+    db: PgConnection,
     name: str,
     *,
     box: SecretBox | None = None,
@@ -186,10 +184,10 @@ async def update(
     }
     columns = [(column, value) for column, value in changes.items() if value is not None]
     if not columns:
-        return await fetch_one(connection, name) is not None
+        return await fetch_one(db, name) is not None
     assignments = ", ".join(f"{column} = ${i}" for i, (column, _v) in enumerate(columns, start=2))
     status = await guarded(
-        connection.execute(
+        db.execute(
             f"UPDATE connections SET {assignments}, updated_at = now() WHERE name = $1",  # noqa: S608 - column names are ours
             name,
             *[value for _c, value in columns],
@@ -199,19 +197,19 @@ async def update(
     return str(status).endswith(" 1")
 
 
-async def delete(connection: PgConnection, name: str) -> bool:
+async def delete(db: PgConnection, name: str) -> bool:
     """Remove ``name``; False when there was no such connection."""
     status = await guarded(
-        connection.execute("DELETE FROM connections WHERE name = $1", name),
+        db.execute("DELETE FROM connections WHERE name = $1", name),
         f"remove connection {name!r}",
     )
     return str(status).endswith(" 1")
 
 
-async def live_registrations(connection: PgConnection, name: str) -> int:
+async def live_registrations(db: PgConnection, name: str) -> int:
     """Webhook registrations of ``name`` that are not retired (they still receive callouts)."""
     count = await guarded(
-        connection.fetchval(
+        db.fetchval(
             "SELECT count(*) FROM webhook_registrations WHERE connection = $1 "
             "AND state <> 'retired'",
             name,
@@ -221,7 +219,7 @@ async def live_registrations(connection: PgConnection, name: str) -> int:
     return int(count or 0)
 
 
-async def rekey(connection: PgConnection, box: SecretBox) -> dict[str, int]:
+async def rekey(db: PgConnection, box: SecretBox) -> dict[str, int]:
     """Re-encrypt every stored secret under the box's first key, in one transaction.
 
     Covers the connections' API secrets and integration codes and the webhook registrations'
@@ -229,14 +227,14 @@ async def rekey(connection: PgConnection, box: SecretBox) -> dict[str, int]:
     """
     counts = {"connections": 0, "webhook_registrations": 0}
     try:
-        async with connection.transaction():
-            rows = await connection.fetch(
+        async with db.transaction():
+            rows = await db.fetch(
                 "SELECT name, secret_encrypted, integration_code_encrypted FROM connections "
                 "ORDER BY name FOR UPDATE"
             )
             for row in rows:
                 name = row["name"]
-                await connection.execute(
+                await db.execute(
                     "UPDATE connections SET secret_encrypted = $2, "
                     "integration_code_encrypted = $3 WHERE name = $1",
                     name,
@@ -249,14 +247,14 @@ async def rekey(connection: PgConnection, box: SecretBox) -> dict[str, int]:
                     ),
                 )
                 counts["connections"] += 1
-            registrations = await connection.fetch(
+            registrations = await db.fetch(
                 "SELECT registration_id, connection, entity, secret_current, secret_previous "
                 "FROM webhook_registrations ORDER BY registration_id FOR UPDATE"
             )
             for row in registrations:
                 what = f"the {row['entity']} webhook secret of connection {row['connection']!r}"
                 previous = row["secret_previous"]
-                await connection.execute(
+                await db.execute(
                     "UPDATE webhook_registrations SET secret_current = $2, secret_previous = $3 "
                     "WHERE registration_id = $1",
                     row["registration_id"],

@@ -1,7 +1,7 @@
 """Applying what Autotask says to the mirror *and* downstream: the one path for every writer.
 
 The worker (callouts) and the reconciler (sweeps, backfills, delete detection) both end here:
-snapshots and deletes go through the monotonic upsert (:mod:`shared.db.mirror`), and every row
+snapshots and deletes go through the monotonic upsert (:mod:`shared.mirror.store`), and every row
 that really changed becomes a change event on ``autotask.<entity>.v1`` (a tombstone after each
 delete), produced and acknowledged before the call returns. Nothing is published for unchanged,
 stale or never-in-scope entities.
@@ -27,13 +27,13 @@ from datetime import UTC, datetime
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from shared.db import mirror
-from shared.db.mirror import Origin, RowChange, Snapshot
 from shared.entities import EntitySpec
 from shared.kafka import OutgoingMessage, produce_many
 from shared.messages.change import ChangeEvent, encode_change, tombstone
 from shared.messages.topics import Topics
 from shared.metrics import MIRROR_WRITES
+from shared.mirror import store as mirror
+from shared.mirror.store import Origin, RowChange, Snapshot
 
 
 @dataclass

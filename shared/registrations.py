@@ -132,7 +132,7 @@ class Registration:
 
 # --- reads ------------------------------------------------------------------------------------
 async def fetch_all(
-    connection: PgConnection, box: SecretBox, *, of_connection: str | None = None
+    db: PgConnection, box: SecretBox, *, of_connection: str | None = None
 ) -> list[Registration]:
     """Every registration (of one connection, if given), oldest first.
 
@@ -141,7 +141,7 @@ async def fetch_all(
     """
     where, args = ("WHERE connection = $1", [of_connection]) if of_connection else ("", [])
     records = await guarded(
-        connection.fetch(
+        db.fetch(
             f"SELECT {_COLUMNS} FROM webhook_registrations {where} ORDER BY created_at, "  # noqa: S608 - fixed text
             "registration_id",
             *args,
@@ -162,11 +162,9 @@ async def fetch_all(
     return found
 
 
-async def fetch_one(
-    connection: PgConnection, registration_id: str, box: SecretBox
-) -> Registration | None:
+async def fetch_one(db: PgConnection, registration_id: str, box: SecretBox) -> Registration | None:
     record = await guarded(
-        connection.fetchrow(
+        db.fetchrow(
             f"SELECT {_COLUMNS} FROM webhook_registrations WHERE registration_id = $1",  # noqa: S608 - fixed text
             registration_id,
         ),
@@ -177,7 +175,7 @@ async def fetch_one(
 
 # --- writes (the provisioner's) ---------------------------------------------------------------
 async def create_pending(
-    connection: PgConnection,
+    db: PgConnection,
     box: SecretBox,
     *,
     of_connection: str,
@@ -188,7 +186,7 @@ async def create_pending(
     registration_id = new_registration_id()
     secret = secret or new_webhook_secret()
     await guarded(
-        connection.execute(
+        db.execute(
             "INSERT INTO webhook_registrations (registration_id, connection, entity, "
             "secret_current, state) VALUES ($1, $2, $3, $4, 'pending')",
             registration_id,
@@ -198,13 +196,13 @@ async def create_pending(
         ),
         f"create a {entity} webhook registration for {of_connection!r}",
     )
-    found = await fetch_one(connection, registration_id, box)
+    found = await fetch_one(db, registration_id, box)
     assert found is not None
     return found
 
 
 async def set_state(
-    connection: PgConnection,
+    db: PgConnection,
     registration_id: str,
     state: RegistrationState,
     *,
@@ -215,7 +213,7 @@ async def set_state(
 ) -> None:
     """Move a registration to ``state``, recording what the provisioner learnt on the way."""
     await guarded(
-        connection.execute(
+        db.execute(
             "UPDATE webhook_registrations SET state = $2, "
             "autotask_webhook_id = COALESCE($3, autotask_webhook_id), "
             "webhook_guid = COALESCE($4, webhook_guid), "
@@ -235,7 +233,7 @@ async def set_state(
 
 
 async def begin_rotation(
-    connection: PgConnection,
+    db: PgConnection,
     registration_id: str,
     box: SecretBox,
     *,
@@ -248,7 +246,7 @@ async def begin_rotation(
     callout in flight fails whichever secret Autotask signed it with.
     """
     await guarded(
-        connection.execute(
+        db.execute(
             "UPDATE webhook_registrations SET secret_previous = secret_current, "
             "secret_current = $2, secret_rotated_at = now(), "
             "previous_valid_until = now() + $3::interval, updated_at = now() "
@@ -261,10 +259,10 @@ async def begin_rotation(
     )
 
 
-async def end_rotation(connection: PgConnection, registration_id: str) -> None:
+async def end_rotation(db: PgConnection, registration_id: str) -> None:
     """Forget the previous secret (the overlap is over)."""
     await guarded(
-        connection.execute(
+        db.execute(
             "UPDATE webhook_registrations SET secret_previous = NULL, "
             "previous_valid_until = NULL, updated_at = now() WHERE registration_id = $1",
             registration_id,
@@ -274,10 +272,10 @@ async def end_rotation(connection: PgConnection, registration_id: str) -> None:
 
 
 # --- writes (the gateway's bookkeeping, off the request path) ---------------------------------
-async def record_deactivation(connection: PgConnection, registration_id: str, at: datetime) -> None:
+async def record_deactivation(db: PgConnection, registration_id: str, at: datetime) -> None:
     """Autotask called the registration's DeactivationUrl at ``at`` (nothing else changes)."""
     await guarded(
-        connection.execute(
+        db.execute(
             "UPDATE webhook_registrations SET last_deactivated_at = GREATEST("
             "last_deactivated_at, $2) WHERE registration_id = $1",
             registration_id,
@@ -288,7 +286,7 @@ async def record_deactivation(connection: PgConnection, registration_id: str, at
 
 
 async def claim_deactivation(
-    connection: PgConnection, registration_id: str, *, interval: timedelta
+    db: PgConnection, registration_id: str, *, interval: timedelta
 ) -> bool:
     """Record a deactivation notice now, unless one was recorded less than ``interval`` ago.
 
@@ -296,7 +294,7 @@ async def claim_deactivation(
     (asks the provisioner to check), every other one within the interval does not.
     """
     claimed = await guarded(
-        connection.fetchval(
+        db.fetchval(
             "UPDATE webhook_registrations SET last_deactivated_at = now() "
             "WHERE registration_id = $1 AND (last_deactivated_at IS NULL "
             "OR last_deactivated_at <= now() - $2::interval) RETURNING true",
@@ -308,12 +306,12 @@ async def claim_deactivation(
     return bool(claimed)
 
 
-async def record_callouts(connection: PgConnection, last_seen: Mapping[str, datetime]) -> None:
+async def record_callouts(db: PgConnection, last_seen: Mapping[str, datetime]) -> None:
     """When each registration last had a callout accepted (batched by the gateway)."""
     if not last_seen:
         return
     await guarded(
-        connection.executemany(
+        db.executemany(
             "UPDATE webhook_registrations SET last_callout_at = GREATEST(last_callout_at, $2) "
             "WHERE registration_id = $1",
             list(last_seen.items()),
@@ -345,8 +343,8 @@ class RegistrationStore:
         )
         self._table.subscribe(self._apply)
 
-    async def _load(self, connection: asyncpg.Connection) -> list[Registration]:
-        return await fetch_all(connection, self._box)
+    async def _load(self, db: asyncpg.Connection) -> list[Registration]:
+        return await fetch_all(db, self._box)
 
     def _apply(self, registrations: list[Registration]) -> None:
         self._by_id = {r.registration_id: r for r in registrations}

@@ -1,7 +1,7 @@
 """Which fetched entities are inside their connection's sync scope (the worker and the sweeps
 apply the same rule).
 
-Tickets and companies are judged on their own fields (:mod:`shared.scope`). Contacts,
+Tickets and companies are judged on their own fields (:mod:`shared.scope.rules`). Contacts,
 configuration items and contracts follow their company, ticket notes their ticket: when the
 parent's scope is restricted, the parent must be live in the mirror. A parent not mirrored yet
 (created in the same moment) makes the child wait for the next sweep rather than enter
@@ -25,7 +25,7 @@ from shared.entities import (
     TICKETS,
     EntitySpec,
 )
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 
 # child entity -> (parent entity, the child's field holding the parent id)
 _FOLLOWS: dict[str, tuple[EntitySpec, str]] = {

@@ -11,7 +11,7 @@
   mass-delete guard, confirmed with an ``in`` query, then deleted.
 - **Unseen rows** of a resync or full sweep: the same guard and confirmation.
 
-The decisions are :mod:`shared.reconcile.deletion` (pure); this module reads and applies.
+The decisions are :mod:`shared.reconcile.delete_guard` (pure); this module reads and applies.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from shared.autotask import F, Query, parse_timestamp
-from shared.db import watermarks
-from shared.db.mirror import live_ids
 from shared.db.pool import guarded
 from shared.entities import EntitySpec, by_rest_name
 from shared.logging import get_logger
 from shared.metrics import SWEEP_MASS_DELETE_REFUSED
-from shared.reconcile import deletion
+from shared.mirror.store import live_ids
+from shared.reconcile import delete_guard, watermarks
 from shared.reconcile.context import MassDeleteRefused, SweepContext
 
 log = get_logger(__name__)
@@ -128,7 +127,7 @@ async def _children_of(ctx: SweepContext, parents: Collection[int], *, at: datet
         return
     started = datetime.now(UTC)
     present = await ctx.fetch(mirrored, include_fields=["id"])
-    gone = deletion.confirmed(candidates=mirrored, still_there=present)
+    gone = delete_guard.confirmed(candidates=mirrored, still_there=present)
     if gone:
         await ctx.delete(gone, at=max(at, started), source="delete_log")
 
@@ -158,13 +157,15 @@ async def id_sweep(ctx: SweepContext) -> None:
     async with ctx.pool.acquire() as db:
         live = await live_ids(db, ctx.entity, ctx.connection)
     ctx.detail["ids_seen"] = len(seen)
-    await delete_missing(ctx, live=len(live), candidates=deletion.candidates(live=live, seen=seen))
+    await delete_missing(
+        ctx, live=len(live), candidates=delete_guard.candidates(live=live, seen=seen)
+    )
 
 
 async def delete_missing(ctx: SweepContext, *, live: int, candidates: Collection[int]) -> None:
     """Guard, confirm and delete ``candidates`` (mirror rows a complete read did not return)."""
     ctx.detail["candidates"] = len(candidates)
-    refusal = deletion.check(
+    refusal = delete_guard.check(
         complete=True,
         live=live,
         candidates=len(candidates),
@@ -189,7 +190,7 @@ async def delete_missing(ctx: SweepContext, *, live: int, candidates: Collection
         return
     started = datetime.now(UTC)
     present = await ctx.fetch(candidates, include_fields=["id"])
-    gone = deletion.confirmed(candidates=candidates, still_there=present)
+    gone = delete_guard.confirmed(candidates=candidates, still_there=present)
     ctx.detail["confirmed_gone"] = len(gone)
     if gone:
         await ctx.delete(gone, at=started, source="id_sweep")

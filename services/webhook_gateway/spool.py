@@ -85,7 +85,7 @@ def decode_headers(stored: Sequence[Sequence[Any]] | None) -> list[tuple[str, by
 
 
 async def append(
-    connection: PgConnection,
+    db: PgConnection,
     *,
     of_connection: str,
     registration_id: str,
@@ -97,7 +97,7 @@ async def append(
 ) -> int:
     """Spool one message; returns its id (ids give the order the drainer keeps)."""
     row_id: int = await guarded(
-        connection.fetchval(
+        db.fetchval(
             "INSERT INTO callout_spool (connection, registration_id, topic, key, value, headers, "
             "received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             of_connection,
@@ -113,10 +113,10 @@ async def append(
     return row_id
 
 
-async def oldest(connection: PgConnection, *, limit: int) -> list[SpooledMessage]:
+async def oldest(db: PgConnection, *, limit: int) -> list[SpooledMessage]:
     """The first ``limit`` rows in id order."""
     records = await guarded(
-        connection.fetch(
+        db.fetch(
             "SELECT id, connection, registration_id, topic, key, value, headers, received_at, "
             "attempts FROM callout_spool ORDER BY id LIMIT $1",
             limit,
@@ -126,23 +126,23 @@ async def oldest(connection: PgConnection, *, limit: int) -> list[SpooledMessage
     return [SpooledMessage.from_record(record) for record in records]
 
 
-async def delete(connection: PgConnection, ids: Sequence[int]) -> int:
+async def delete(db: PgConnection, ids: Sequence[int]) -> int:
     """Remove rows that Kafka acknowledged; returns how many were removed."""
     if not ids:
         return 0
     status: str = await guarded(
-        connection.execute("DELETE FROM callout_spool WHERE id = ANY($1::bigint[])", list(ids)),
+        db.execute("DELETE FROM callout_spool WHERE id = ANY($1::bigint[])", list(ids)),
         "delete drained rows from the spool",
     )
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def record_failure(connection: PgConnection, ids: Sequence[int], error: str) -> None:
+async def record_failure(db: PgConnection, ids: Sequence[int], error: str) -> None:
     """Note a failed attempt to move rows to Kafka (they stay, in place, for the next one)."""
     if not ids:
         return
     await guarded(
-        connection.execute(
+        db.execute(
             "UPDATE callout_spool SET attempts = attempts + 1, last_error = $2 "
             "WHERE id = ANY($1::bigint[])",
             list(ids),
@@ -152,12 +152,10 @@ async def record_failure(connection: PgConnection, ids: Sequence[int], error: st
     )
 
 
-async def stats(connection: PgConnection) -> SpoolStats:
+async def stats(db: PgConnection) -> SpoolStats:
     """Rows in the spool and when the oldest was received."""
     record = await guarded(
-        connection.fetchrow(
-            "SELECT count(*) AS rows, min(received_at) AS oldest FROM callout_spool"
-        ),
+        db.fetchrow("SELECT count(*) AS rows, min(received_at) AS oldest FROM callout_spool"),
         "count the spool",
     )
     assert record is not None

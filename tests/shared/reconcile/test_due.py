@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.entities import COMPANIES, CONTACTS, RESOURCES, TICKET_NOTES, TICKETS, EntitySpec
-from shared.reconcile.schedule import LoadState, Schedule, View
+from shared.reconcile.due import LoadState, Schedule, View
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 ENTITIES = (TICKETS, COMPANIES, CONTACTS, TICKET_NOTES, RESOURCES)

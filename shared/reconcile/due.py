@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from shared.db.runs import Trigger
 from shared.entities import EntitySpec
+from shared.reconcile.runs import Trigger
 
 Mode = Literal["incremental", "catchup", "full", "ids", "backfill", "resync", "metadata"]
 MODES: tuple[Mode, ...] = (

@@ -33,12 +33,12 @@ import asyncpg
 
 from shared.apibudget import SharedCoordinator, client_config_for, coordinator_from_settings
 from shared.autotask import AutotaskClient, ClientConfig, Connection
-from shared.db import connections as rows
+from shared.connections import store as rows
 from shared.db.live import LiveTable
 from shared.errors import ConfigError, SyncError
 from shared.logging import get_logger
 from shared.metrics import CONNECTIONS_SERVED
-from shared.scope import SyncScope
+from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
 from shared.settings import AutotaskSettings
 
@@ -293,8 +293,8 @@ class ConnectionCatalogue:
             CONNECTIONS_SERVED.labels(source).set(count)
 
 
-async def _load_enabled(connection: asyncpg.Connection) -> list[rows.StoredConnection]:
-    return await rows.fetch_all(connection, enabled_only=True)
+async def _load_enabled(db: asyncpg.Connection) -> list[rows.StoredConnection]:
+    return await rows.fetch_all(db, enabled_only=True)
 
 
 __all__ = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.reconcile.deletion import DeletePolicy, candidates, check, confirmed
+from shared.reconcile.delete_guard import DeletePolicy, candidates, check, confirmed
 
 POLICY = DeletePolicy(max_share=0.2, min_rows=5)
 IDS = st.sets(st.integers(min_value=0, max_value=400), max_size=120)

@@ -10,7 +10,7 @@ Absence is not deletion. A row the mirror holds but a read did not return is onl
    reported instead of acted on);
 3. a direct ``in`` query for the candidates does not return them (returned means not deleted).
 
-Nothing here does I/O; :mod:`shared.reconcile.deletes` reads, confirms and applies.
+Nothing here does I/O; :mod:`shared.reconcile.delete_sweep` reads, confirms and applies.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from typing import Literal
 import asyncpg
 
 from shared.db.pool import PgConnection, guarded
-from shared.db.registrations import RegistrationState
+from shared.registrations import RegistrationState
 
 PassOutcome = Literal["in_sync", "applied", "failed"]
 _LOCK_CLASS = 0x41545350  # "ATSP": the provisioner's advisory-lock namespace
@@ -74,12 +74,10 @@ class OwedSweep:
 
 
 # --- registrations --------------------------------------------------------------------------
-async def live_registrations(
-    connection: PgConnection, *, of_connection: str
-) -> list[RegistrationSummary]:
+async def live_registrations(db: PgConnection, *, of_connection: str) -> list[RegistrationSummary]:
     """The connection's registrations that are not retired, oldest first."""
     rows = await guarded(
-        connection.fetch(
+        db.fetch(
             "SELECT registration_id, connection, entity, state, autotask_webhook_id, "
             "webhook_guid, desired_hash, secret_unconfirmed_since IS NOT NULL AS unconfirmed, "
             "secret_previous IS NOT NULL AS has_previous, previous_valid_until, created_at, "
@@ -111,10 +109,10 @@ async def live_registrations(
     ]
 
 
-async def mark_secret_unconfirmed(connection: PgConnection, registration_id: str) -> None:
+async def mark_secret_unconfirmed(db: PgConnection, registration_id: str) -> None:
     """The current secret may not be in Autotask yet (set before rotating it there)."""
     await guarded(
-        connection.execute(
+        db.execute(
             "UPDATE webhook_registrations SET secret_unconfirmed_since = "
             "COALESCE(secret_unconfirmed_since, now()) WHERE registration_id = $1",
             registration_id,
@@ -123,10 +121,10 @@ async def mark_secret_unconfirmed(connection: PgConnection, registration_id: str
     )
 
 
-async def confirm_secret(connection: PgConnection, registration_id: str) -> None:
+async def confirm_secret(db: PgConnection, registration_id: str) -> None:
     """Autotask accepted the current secret."""
     await guarded(
-        connection.execute(
+        db.execute(
             "UPDATE webhook_registrations SET secret_unconfirmed_since = NULL, updated_at = now() "
             "WHERE registration_id = $1",
             registration_id,
@@ -135,13 +133,11 @@ async def confirm_secret(connection: PgConnection, registration_id: str) -> None
     )
 
 
-async def extend_overlap(
-    connection: PgConnection, registration_id: str, overlap: timedelta
-) -> None:
+async def extend_overlap(db: PgConnection, registration_id: str, overlap: timedelta) -> None:
     """Keep the previous secret verifying for ``overlap`` from now (a resumed rotation: Autotask
     may have signed with the previous secret all along)."""
     await guarded(
-        connection.execute(
+        db.execute(
             "UPDATE webhook_registrations SET previous_valid_until = now() + $2::interval, "
             "updated_at = now() WHERE registration_id = $1 AND secret_previous IS NOT NULL",
             registration_id,
@@ -152,9 +148,9 @@ async def extend_overlap(
 
 
 # --- holds and pass records -----------------------------------------------------------------
-async def fetch_record(connection: PgConnection, of_connection: str) -> ProvisioningRecord | None:
+async def fetch_record(db: PgConnection, of_connection: str) -> ProvisioningRecord | None:
     row = await guarded(
-        connection.fetchrow(
+        db.fetchrow(
             "SELECT connection, held_at, held_reason, last_pass_at, last_trigger, last_outcome, "
             "last_steps, last_error FROM webhook_provisioning WHERE connection = $1",
             of_connection,
@@ -164,10 +160,10 @@ async def fetch_record(connection: PgConnection, of_connection: str) -> Provisio
     return None if row is None else ProvisioningRecord(**dict(row))
 
 
-async def hold(connection: PgConnection, of_connection: str, reason: str) -> None:
+async def hold(db: PgConnection, of_connection: str, reason: str) -> None:
     """Stop passes from (re-)creating the connection's webhooks (after a teardown)."""
     await guarded(
-        connection.execute(
+        db.execute(
             "INSERT INTO webhook_provisioning (connection, held_at, held_reason) "
             "VALUES ($1, now(), $2) ON CONFLICT (connection) DO UPDATE SET held_at = now(), "
             "held_reason = EXCLUDED.held_reason, updated_at = now()",
@@ -178,10 +174,10 @@ async def hold(connection: PgConnection, of_connection: str, reason: str) -> Non
     )
 
 
-async def release(connection: PgConnection, of_connection: str) -> bool:
+async def release(db: PgConnection, of_connection: str) -> bool:
     """Lift a hold; True when there was one."""
     status = await guarded(
-        connection.execute(
+        db.execute(
             "UPDATE webhook_provisioning SET held_at = NULL, held_reason = NULL, "
             "updated_at = now() WHERE connection = $1 AND held_at IS NOT NULL",
             of_connection,
@@ -192,7 +188,7 @@ async def release(connection: PgConnection, of_connection: str) -> bool:
 
 
 async def record_pass(
-    connection: PgConnection,
+    db: PgConnection,
     of_connection: str,
     *,
     trigger: str,
@@ -201,7 +197,7 @@ async def record_pass(
     error: str | None = None,
 ) -> None:
     await guarded(
-        connection.execute(
+        db.execute(
             "INSERT INTO webhook_provisioning (connection, last_pass_at, last_trigger, "
             "last_outcome, last_steps, last_error) VALUES ($1, now(), $2, $3, $4, $5) "
             "ON CONFLICT (connection) DO UPDATE SET last_pass_at = now(), "
@@ -220,7 +216,7 @@ async def record_pass(
 
 # --- owed sweeps ----------------------------------------------------------------------------
 async def owe_sweep(
-    connection: PgConnection,
+    db: PgConnection,
     *,
     of_connection: str,
     entity: str,
@@ -229,7 +225,7 @@ async def owe_sweep(
 ) -> None:
     """Remember a catch-up sweep to request; an earlier ``since`` wins over a later one."""
     await guarded(
-        connection.execute(
+        db.execute(
             "INSERT INTO provisioner_owed_sweeps (connection, entity, since, reason) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (connection, entity) DO UPDATE SET "
             "since = LEAST(provisioner_owed_sweeps.since, EXCLUDED.since), "
@@ -243,9 +239,9 @@ async def owe_sweep(
     )
 
 
-async def owed_sweeps(connection: PgConnection, *, of_connection: str) -> list[OwedSweep]:
+async def owed_sweeps(db: PgConnection, *, of_connection: str) -> list[OwedSweep]:
     rows = await guarded(
-        connection.fetch(
+        db.fetch(
             "SELECT connection, entity, since, reason FROM provisioner_owed_sweeps "
             "WHERE connection = $1 ORDER BY owed_at, entity",
             of_connection,
@@ -255,10 +251,10 @@ async def owed_sweeps(connection: PgConnection, *, of_connection: str) -> list[O
     return [OwedSweep(**dict(row)) for row in rows]
 
 
-async def settle_sweep(connection: PgConnection, sweep: OwedSweep) -> None:
+async def settle_sweep(db: PgConnection, sweep: OwedSweep) -> None:
     """The request is on Kafka: forget it (unless a newer gap was owed meanwhile)."""
     await guarded(
-        connection.execute(
+        db.execute(
             "DELETE FROM provisioner_owed_sweeps WHERE connection = $1 AND entity = $2 "
             "AND since IS NOT DISTINCT FROM $3",
             sweep.connection,
@@ -276,11 +272,11 @@ async def apply_lock(
 ) -> AsyncIterator[bool]:
     """Hold the connection's apply lock for the block; yields False if another process held it
     for longer than ``wait`` (``wait`` zero: try once)."""
-    async with pool.acquire() as connection:
+    async with pool.acquire() as db:
         deadline = time.monotonic() + wait.total_seconds()
         while True:
             taken = await guarded(
-                connection.fetchval(
+                db.fetchval(
                     "SELECT pg_try_advisory_lock($1, hashtext($2))", _LOCK_CLASS, of_connection
                 ),
                 f"take the provisioning lock of {of_connection!r}",
@@ -293,7 +289,7 @@ async def apply_lock(
         finally:
             if taken:
                 await guarded(
-                    connection.fetchval(
+                    db.fetchval(
                         "SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_CLASS, of_connection
                     ),
                     f"release the provisioning lock of {of_connection!r}",

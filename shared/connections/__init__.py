@@ -1,0 +1,6 @@
+"""Connections: every Autotask tenant a deployment serves, their credentials and scope.
+
+store.py        rows of the ``connections`` table (secrets encrypted), the CLI's writes
+catalogue.py    ConnectionCatalogue: the live view a process serves (environment connection
+                plus enabled rows), one Autotask client per connection
+"""

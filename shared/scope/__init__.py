@@ -1,0 +1,7 @@
+"""A connection's sync scope: what is mirrored, and the one rule that judges it.
+
+rules.py        SyncScope: the model stored in ``connections.scope`` and its pure checks
+                (entities, ticket and company filters, webhook overrides)
+membership.py   judge(): which fetched rows are in scope, children by their parent's row in
+                the mirror (the worker and the sweeps apply the same rule)
+"""
