@@ -28,7 +28,7 @@ import asyncpg
 from pydantic import SecretStr
 
 from shared.db.live import LiveTable
-from shared.db.pool import PgConnection, guarded
+from shared.db.pool import DbSession, guarded
 from shared.errors import SyncError
 from shared.logging import get_logger
 from shared.secrets import SecretBox
@@ -132,7 +132,7 @@ class Registration:
 
 # --- reads ------------------------------------------------------------------------------------
 async def fetch_all(
-    db: PgConnection, box: SecretBox, *, of_connection: str | None = None
+    db: DbSession, box: SecretBox, *, of_connection: str | None = None
 ) -> list[Registration]:
     """Every registration (of one connection, if given), oldest first.
 
@@ -162,7 +162,7 @@ async def fetch_all(
     return found
 
 
-async def fetch_one(db: PgConnection, registration_id: str, box: SecretBox) -> Registration | None:
+async def fetch_one(db: DbSession, registration_id: str, box: SecretBox) -> Registration | None:
     record = await guarded(
         db.fetchrow(
             f"SELECT {_COLUMNS} FROM webhook_registrations WHERE registration_id = $1",  # noqa: S608 - fixed text
@@ -175,7 +175,7 @@ async def fetch_one(db: PgConnection, registration_id: str, box: SecretBox) -> R
 
 # --- writes (the provisioner's) ---------------------------------------------------------------
 async def create_pending(
-    db: PgConnection,
+    db: DbSession,
     box: SecretBox,
     *,
     of_connection: str,
@@ -202,7 +202,7 @@ async def create_pending(
 
 
 async def set_state(
-    db: PgConnection,
+    db: DbSession,
     registration_id: str,
     state: RegistrationState,
     *,
@@ -233,7 +233,7 @@ async def set_state(
 
 
 async def begin_rotation(
-    db: PgConnection,
+    db: DbSession,
     registration_id: str,
     box: SecretBox,
     *,
@@ -259,7 +259,7 @@ async def begin_rotation(
     )
 
 
-async def end_rotation(db: PgConnection, registration_id: str) -> None:
+async def end_rotation(db: DbSession, registration_id: str) -> None:
     """Forget the previous secret (the overlap is over)."""
     await guarded(
         db.execute(
@@ -272,7 +272,7 @@ async def end_rotation(db: PgConnection, registration_id: str) -> None:
 
 
 # --- writes (the gateway's bookkeeping, off the request path) ---------------------------------
-async def record_deactivation(db: PgConnection, registration_id: str, at: datetime) -> None:
+async def record_deactivation(db: DbSession, registration_id: str, at: datetime) -> None:
     """Autotask called the registration's DeactivationUrl at ``at`` (nothing else changes)."""
     await guarded(
         db.execute(
@@ -285,9 +285,7 @@ async def record_deactivation(db: PgConnection, registration_id: str, at: dateti
     )
 
 
-async def claim_deactivation(
-    db: PgConnection, registration_id: str, *, interval: timedelta
-) -> bool:
+async def claim_deactivation(db: DbSession, registration_id: str, *, interval: timedelta) -> bool:
     """Record a deactivation notice now, unless one was recorded less than ``interval`` ago.
 
     True for the one caller (across replicas) that recorded it: that caller acts on the notice
@@ -306,7 +304,7 @@ async def claim_deactivation(
     return bool(claimed)
 
 
-async def record_callouts(db: PgConnection, last_seen: Mapping[str, datetime]) -> None:
+async def record_callouts(db: DbSession, last_seen: Mapping[str, datetime]) -> None:
     """When each registration last had a callout accepted (batched by the gateway)."""
     if not last_seen:
         return

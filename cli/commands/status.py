@@ -21,7 +21,7 @@ import asyncpg
 from cli.store import open_store
 from shared.connections import store as rows
 from shared.connections.catalogue import environment_connection
-from shared.db.pool import DB_ERRORS, PgConnection
+from shared.db.pool import DB_ERRORS, DbSession
 from shared.errors import KafkaError, SyncError
 from shared.kafka.admin import consumer_lag
 from shared.kafka.reader import read_to_end
@@ -72,7 +72,7 @@ async def collect(settings: AutotaskSettings, *, only: str | None, group: str) -
     return status
 
 
-async def _connection_names(db: PgConnection, settings: AutotaskSettings) -> list[str]:
+async def _connection_names(db: DbSession, settings: AutotaskSettings) -> list[str]:
     names = [row.name for row in await rows.fetch_all(db)]
     environment = environment_connection(settings) if settings.has_environment_connection else None
     if environment is not None and environment.name not in names:
@@ -80,7 +80,7 @@ async def _connection_names(db: PgConnection, settings: AutotaskSettings) -> lis
     return names
 
 
-async def _connection(db: PgConnection, name: str) -> dict[str, Any]:
+async def _connection(db: DbSession, name: str) -> dict[str, Any]:
     entry: dict[str, Any] = {}
     entry["webhooks"] = [
         dict(r)
@@ -148,7 +148,7 @@ async def _connection(db: PgConnection, name: str) -> dict[str, Any]:
     return entry
 
 
-async def _budget(db: PgConnection, name: str) -> dict[str, Any] | None:
+async def _budget(db: DbSession, name: str) -> dict[str, Any] | None:
     budget = await _fetch(
         db,
         "SELECT threshold, tenant_calls, timeframe_minutes, read_at FROM api_budget "
@@ -167,7 +167,7 @@ async def _budget(db: PgConnection, name: str) -> dict[str, Any] | None:
     return {**reading, "project_calls_last_hour": int(project[0]["calls"]) if project else 0}
 
 
-async def _fetch(db: PgConnection, query: str, *args: Any) -> list[asyncpg.Record]:
+async def _fetch(db: DbSession, query: str, *args: Any) -> list[asyncpg.Record]:
     """A read; a table an older schema lacks reads as empty rather than failing the screen."""
     try:
         return list(await db.fetch(query, *args))

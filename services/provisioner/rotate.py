@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from services.provisioner import store as provisioning
 from shared import registrations
 from shared.autotask import AutotaskClient, Priority
-from shared.db import PgConnection
+from shared.db import DbSession
 from shared.errors import ConfigError
 from shared.secrets import SecretBox
 
@@ -62,7 +62,7 @@ async def rotate(
         await provisioning.confirm_secret(db, registration_id)
 
 
-async def _current_secret(db: PgConnection, registration_id: str, box: SecretBox) -> SecretStr:
+async def _current_secret(db: DbSession, registration_id: str, box: SecretBox) -> SecretStr:
     found = await registrations.fetch_one(db, registration_id, box)
     if found is None:
         raise ConfigError(f"webhook registration {registration_id[:6]}… vanished during a rotation")

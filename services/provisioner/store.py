@@ -23,7 +23,7 @@ from typing import Literal
 
 import asyncpg
 
-from shared.db.pool import PgConnection, guarded
+from shared.db.pool import DbSession, guarded
 from shared.registrations import RegistrationState
 
 PassOutcome = Literal["in_sync", "applied", "failed"]
@@ -74,7 +74,7 @@ class OwedSweep:
 
 
 # --- registrations --------------------------------------------------------------------------
-async def live_registrations(db: PgConnection, *, of_connection: str) -> list[RegistrationSummary]:
+async def live_registrations(db: DbSession, *, of_connection: str) -> list[RegistrationSummary]:
     """The connection's registrations that are not retired, oldest first."""
     rows = await guarded(
         db.fetch(
@@ -109,7 +109,7 @@ async def live_registrations(db: PgConnection, *, of_connection: str) -> list[Re
     ]
 
 
-async def mark_secret_unconfirmed(db: PgConnection, registration_id: str) -> None:
+async def mark_secret_unconfirmed(db: DbSession, registration_id: str) -> None:
     """The current secret may not be in Autotask yet (set before rotating it there)."""
     await guarded(
         db.execute(
@@ -121,7 +121,7 @@ async def mark_secret_unconfirmed(db: PgConnection, registration_id: str) -> Non
     )
 
 
-async def confirm_secret(db: PgConnection, registration_id: str) -> None:
+async def confirm_secret(db: DbSession, registration_id: str) -> None:
     """Autotask accepted the current secret."""
     await guarded(
         db.execute(
@@ -133,7 +133,7 @@ async def confirm_secret(db: PgConnection, registration_id: str) -> None:
     )
 
 
-async def extend_overlap(db: PgConnection, registration_id: str, overlap: timedelta) -> None:
+async def extend_overlap(db: DbSession, registration_id: str, overlap: timedelta) -> None:
     """Keep the previous secret verifying for ``overlap`` from now (a resumed rotation: Autotask
     may have signed with the previous secret all along)."""
     await guarded(
@@ -148,7 +148,7 @@ async def extend_overlap(db: PgConnection, registration_id: str, overlap: timede
 
 
 # --- holds and pass records -----------------------------------------------------------------
-async def fetch_record(db: PgConnection, of_connection: str) -> ProvisioningRecord | None:
+async def fetch_record(db: DbSession, of_connection: str) -> ProvisioningRecord | None:
     row = await guarded(
         db.fetchrow(
             "SELECT connection, held_at, held_reason, last_pass_at, last_trigger, last_outcome, "
@@ -160,7 +160,7 @@ async def fetch_record(db: PgConnection, of_connection: str) -> ProvisioningReco
     return None if row is None else ProvisioningRecord(**dict(row))
 
 
-async def hold(db: PgConnection, of_connection: str, reason: str) -> None:
+async def hold(db: DbSession, of_connection: str, reason: str) -> None:
     """Stop passes from (re-)creating the connection's webhooks (after a teardown)."""
     await guarded(
         db.execute(
@@ -174,7 +174,7 @@ async def hold(db: PgConnection, of_connection: str, reason: str) -> None:
     )
 
 
-async def release(db: PgConnection, of_connection: str) -> bool:
+async def release(db: DbSession, of_connection: str) -> bool:
     """Lift a hold; True when there was one."""
     status = await guarded(
         db.execute(
@@ -188,7 +188,7 @@ async def release(db: PgConnection, of_connection: str) -> bool:
 
 
 async def record_pass(
-    db: PgConnection,
+    db: DbSession,
     of_connection: str,
     *,
     trigger: str,
@@ -216,7 +216,7 @@ async def record_pass(
 
 # --- owed sweeps ----------------------------------------------------------------------------
 async def owe_sweep(
-    db: PgConnection,
+    db: DbSession,
     *,
     of_connection: str,
     entity: str,
@@ -239,7 +239,7 @@ async def owe_sweep(
     )
 
 
-async def owed_sweeps(db: PgConnection, *, of_connection: str) -> list[OwedSweep]:
+async def owed_sweeps(db: DbSession, *, of_connection: str) -> list[OwedSweep]:
     rows = await guarded(
         db.fetch(
             "SELECT connection, entity, since, reason FROM provisioner_owed_sweeps "
@@ -251,7 +251,7 @@ async def owed_sweeps(db: PgConnection, *, of_connection: str) -> list[OwedSweep
     return [OwedSweep(**dict(row)) for row in rows]
 
 
-async def settle_sweep(db: PgConnection, sweep: OwedSweep) -> None:
+async def settle_sweep(db: DbSession, sweep: OwedSweep) -> None:
     """The request is on Kafka: forget it (unless a newer gap was owed meanwhile)."""
     await guarded(
         db.execute(

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.db.pool import PgConnection, guarded
+from shared.db.pool import DbSession, guarded
 
 _MAX_ERROR = 500
 
@@ -85,7 +85,7 @@ def decode_headers(stored: Sequence[Sequence[Any]] | None) -> list[tuple[str, by
 
 
 async def append(
-    db: PgConnection,
+    db: DbSession,
     *,
     of_connection: str,
     registration_id: str,
@@ -113,7 +113,7 @@ async def append(
     return row_id
 
 
-async def oldest(db: PgConnection, *, limit: int) -> list[SpooledMessage]:
+async def oldest(db: DbSession, *, limit: int) -> list[SpooledMessage]:
     """The first ``limit`` rows in id order."""
     records = await guarded(
         db.fetch(
@@ -126,7 +126,7 @@ async def oldest(db: PgConnection, *, limit: int) -> list[SpooledMessage]:
     return [SpooledMessage.from_record(record) for record in records]
 
 
-async def delete(db: PgConnection, ids: Sequence[int]) -> int:
+async def delete(db: DbSession, ids: Sequence[int]) -> int:
     """Remove rows that Kafka acknowledged; returns how many were removed."""
     if not ids:
         return 0
@@ -137,7 +137,7 @@ async def delete(db: PgConnection, ids: Sequence[int]) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def record_failure(db: PgConnection, ids: Sequence[int], error: str) -> None:
+async def record_failure(db: DbSession, ids: Sequence[int], error: str) -> None:
     """Note a failed attempt to move rows to Kafka (they stay, in place, for the next one)."""
     if not ids:
         return
@@ -152,7 +152,7 @@ async def record_failure(db: PgConnection, ids: Sequence[int], error: str) -> No
     )
 
 
-async def stats(db: PgConnection) -> SpoolStats:
+async def stats(db: DbSession) -> SpoolStats:
     """Rows in the spool and when the oldest was received."""
     record = await guarded(
         db.fetchrow("SELECT count(*) AS rows, min(received_at) AS oldest FROM callout_spool"),

@@ -35,7 +35,7 @@ from shared.apibudget.lockout import SharedLockout
 from shared.apibudget.slots import SharedSlots
 from shared.apibudget.usage import SharedBudget
 from shared.autotask import Clock, Coordination, LockoutPolicy, Priority
-from shared.db.pool import DB_ERRORS, PgConnection, connect, create_pool
+from shared.db.pool import DB_ERRORS, DbSession, connect, create_pool
 from shared.errors import DatabaseError
 from shared.logging import get_logger, redact_text
 from shared.metrics import AUTOTASK_SLOT_FALLBACK
@@ -43,7 +43,7 @@ from shared.metrics import AUTOTASK_SLOT_FALLBACK
 log = get_logger(__name__)
 T = TypeVar("T")
 
-Statement = Callable[[PgConnection], Awaitable[T]]
+Statement = Callable[[DbSession], Awaitable[T]]
 """One unit of database work, run on a pooled connection."""
 
 _PRUNE_EVERY = 300.0  # seconds between deletions of old call buckets
@@ -331,17 +331,13 @@ class SharedCoordinator:
             except (TimeoutError, *DB_ERRORS):
                 listener.terminate()
 
-    def _on_slot_released(
-        self, _db: PgConnection, _pid: int, _channel: str, payload: object
-    ) -> None:
+    def _on_slot_released(self, _db: DbSession, _pid: int, _channel: str, payload: object) -> None:
         connection, _, endpoint = str(payload).partition("/")
         event = self._events.get((connection, endpoint))
         if event is not None:
             event.set()
 
-    def _on_health_changed(
-        self, _db: PgConnection, _pid: int, _channel: str, payload: object
-    ) -> None:
+    def _on_health_changed(self, _db: DbSession, _pid: int, _channel: str, payload: object) -> None:
         binding = self._bindings.get(str(payload))
         if binding is not None:
             binding.lockout.mark_stale()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from shared.apibudget import store as rows
 from shared.autotask import Clock, Priority, SlotLease
-from shared.db.pool import PgConnection
+from shared.db.pool import DbSession
 from shared.errors import DatabaseError, DeadlineExceededError
 from shared.metrics import AUTOTASK_SLOT_ACQUIRE_SECONDS, AUTOTASK_SLOT_WAITS, AUTOTASK_SLOTS_IN_USE
 
@@ -86,7 +86,7 @@ class SharedSlots:
         self._coordinator.dropped(key)
         self._coordinator.spawn(self._give_back(lease), name="api-slot-release")
 
-    async def _take(self, db: PgConnection, endpoint: str, capacity: int) -> tuple[int, int] | None:
+    async def _take(self, db: DbSession, endpoint: str, capacity: int) -> tuple[int, int] | None:
         if (endpoint, capacity) not in self._ensured:
             await rows.ensure_slots(
                 db, connection=self._connection, endpoint=endpoint, capacity=capacity

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from shared.db.pool import PgConnection, guarded
+from shared.db.pool import DbSession, guarded
 
 SLOTS_CHANNEL = "autotask_sync_api_slots"
 """NOTIFY channel of slot releases; the payload is ``connection/endpoint``."""
@@ -23,7 +23,7 @@ HEALTH_CHANNEL = "autotask_sync_connection_health"
 
 
 # --- slots --------------------------------------------------------------------------------------
-async def ensure_slots(db: PgConnection, *, connection: str, endpoint: str, capacity: int) -> None:
+async def ensure_slots(db: DbSession, *, connection: str, endpoint: str, capacity: int) -> None:
     """Create the slot rows 1..capacity of an endpoint (idempotent)."""
     await guarded(
         db.execute(
@@ -38,7 +38,7 @@ async def ensure_slots(db: PgConnection, *, connection: str, endpoint: str, capa
 
 
 async def take_slot(
-    db: PgConnection,
+    db: DbSession,
     *,
     connection: str,
     endpoint: str,
@@ -68,7 +68,7 @@ async def take_slot(
 
 
 async def release_slot(
-    db: PgConnection, *, connection: str, endpoint: str, slot: int, token: int, holder: str
+    db: DbSession, *, connection: str, endpoint: str, slot: int, token: int, holder: str
 ) -> bool:
     """Free a leased slot (only the lease given by ``token``) and wake the waiters."""
     row = await guarded(
@@ -91,7 +91,7 @@ async def release_slot(
 
 
 async def renew_slots(
-    db: PgConnection, *, holder: str, leases: Iterable[tuple[str, str, int, int]], ttl: timedelta
+    db: DbSession, *, holder: str, leases: Iterable[tuple[str, str, int, int]], ttl: timedelta
 ) -> int:
     """Extend ``holder``'s live leases ``(connection, endpoint, slot, token)`` by ``ttl`` from
     now; how many were still its own."""
@@ -114,7 +114,7 @@ async def renew_slots(
     return int(str(status).rsplit(" ", 1)[-1])
 
 
-async def release_holder(db: PgConnection, *, holder: str) -> int:
+async def release_holder(db: DbSession, *, holder: str) -> int:
     """Free every slot ``holder`` leases (at shutdown); how many."""
     status = await guarded(
         db.execute(
@@ -126,7 +126,7 @@ async def release_holder(db: PgConnection, *, holder: str) -> int:
     return int(str(status).rsplit(" ", 1)[-1])
 
 
-async def slots_in_use(db: PgConnection, *, connection: str, endpoint: str | None = None) -> int:
+async def slots_in_use(db: DbSession, *, connection: str, endpoint: str | None = None) -> int:
     """Leases not yet expired (every process), for one endpoint or all."""
     count = await guarded(
         db.fetchval(
@@ -166,7 +166,7 @@ class Reservation:
 
 
 async def reserve_calls(
-    db: PgConnection, *, connection: str, want: int, allowance: int | None
+    db: DbSession, *, connection: str, want: int, allowance: int | None
 ) -> Reservation:
     """Count up to ``want`` calls now if the rolling hour stays within ``allowance``."""
     row = await guarded(
@@ -188,7 +188,7 @@ async def reserve_calls(
     return Reservation(granted=int(row["granted"]), bucket=row["bucket"], usage=usage)
 
 
-async def return_calls(db: PgConnection, *, connection: str, bucket: datetime, calls: int) -> None:
+async def return_calls(db: DbSession, *, connection: str, bucket: datetime, calls: int) -> None:
     """Give back reserved calls that were never made (counted in ``bucket``)."""
     await guarded(
         db.execute(
@@ -204,7 +204,7 @@ async def return_calls(db: PgConnection, *, connection: str, bucket: datetime, c
     )
 
 
-async def add_calls(db: PgConnection, *, connection: str, calls: int) -> None:
+async def add_calls(db: DbSession, *, connection: str, calls: int) -> None:
     """Count calls made without a reservation (while the database was unreachable)."""
     await guarded(
         db.execute(
@@ -221,7 +221,7 @@ async def add_calls(db: PgConnection, *, connection: str, calls: int) -> None:
     )
 
 
-async def read_usage(db: PgConnection, connections: Iterable[str]) -> dict[str, UsageRow]:
+async def read_usage(db: DbSession, connections: Iterable[str]) -> dict[str, UsageRow]:
     """The budget of each connection that has a row."""
     rows = await guarded(
         db.fetch(
@@ -251,7 +251,7 @@ async def read_usage(db: PgConnection, connections: Iterable[str]) -> dict[str, 
 
 
 async def claim_refresh(
-    db: PgConnection,
+    db: DbSession,
     *,
     connection: str,
     holder: str,
@@ -280,7 +280,7 @@ async def claim_refresh(
 
 
 async def publish_reading(
-    db: PgConnection,
+    db: DbSession,
     *,
     connection: str,
     threshold: int,
@@ -307,7 +307,7 @@ async def publish_reading(
     )
 
 
-async def prune_calls(db: PgConnection, *, older_than: timedelta = timedelta(hours=2)) -> int:
+async def prune_calls(db: DbSession, *, older_than: timedelta = timedelta(hours=2)) -> int:
     """Drop minute buckets nobody counts any more."""
     status = await guarded(
         db.execute("DELETE FROM api_calls WHERE minute < now() - $1::interval", older_than),
@@ -351,7 +351,7 @@ def _health(row: asyncpg.Record) -> HealthRow:
     )
 
 
-async def read_health(db: PgConnection, connections: Iterable[str]) -> dict[str, HealthRow]:
+async def read_health(db: DbSession, connections: Iterable[str]) -> dict[str, HealthRow]:
     """The health rows of these connections (no row: never failed, or cleared)."""
     rows = await guarded(
         db.fetch(
@@ -365,7 +365,7 @@ async def read_health(db: PgConnection, connections: Iterable[str]) -> dict[str,
 
 
 async def record_auth_failure(
-    db: PgConnection, *, connection: str, reason: str, first: timedelta, longest: timedelta
+    db: DbSession, *, connection: str, reason: str, first: timedelta, longest: timedelta
 ) -> HealthRow:
     """Pause the connection after a 401: ``first`` doubling per failure in a row up to
     ``longest``. A failure while already paused (a call that was in flight) changes nothing
@@ -392,7 +392,7 @@ async def record_auth_failure(
     return _health(row)
 
 
-async def claim_probe(db: PgConnection, *, connection: str, holder: str, lease: timedelta) -> bool:
+async def claim_probe(db: DbSession, *, connection: str, holder: str, lease: timedelta) -> bool:
     """After the cool-down, become the one process that tries the credentials again."""
     got = await guarded(
         db.fetchval(
@@ -408,7 +408,7 @@ async def claim_probe(db: PgConnection, *, connection: str, holder: str, lease: 
     return bool(got)
 
 
-async def record_auth_success(db: PgConnection, *, connection: str) -> bool:
+async def record_auth_success(db: DbSession, *, connection: str) -> bool:
     """Autotask accepted the credentials: forget past failures (unless a newer pause began)."""
     status = await guarded(
         db.execute(
@@ -421,7 +421,7 @@ async def record_auth_success(db: PgConnection, *, connection: str) -> bool:
     return str(status).endswith(" 1")
 
 
-async def clear_health(db: PgConnection, *, connection: str) -> HealthRow | None:
+async def clear_health(db: DbSession, *, connection: str) -> HealthRow | None:
     """Lift any pause of the connection now; the row it had, if any."""
     row = await guarded(
         db.fetchrow(

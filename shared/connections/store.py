@@ -17,7 +17,7 @@ import asyncpg
 from pydantic import SecretStr, ValidationError
 
 from shared.autotask import Connection
-from shared.db.pool import DB_ERRORS, PgConnection, guarded
+from shared.db.pool import DB_ERRORS, DbSession, guarded
 from shared.errors import ConfigError, DatabaseError
 from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
@@ -104,7 +104,7 @@ class NewConnection:
     enabled: bool = True
 
 
-async def fetch_all(db: PgConnection, *, enabled_only: bool = False) -> list[StoredConnection]:
+async def fetch_all(db: DbSession, *, enabled_only: bool = False) -> list[StoredConnection]:
     """Every row (or only enabled ones), by name."""
     where = "WHERE enabled" if enabled_only else ""
     rows = await guarded(
@@ -114,7 +114,7 @@ async def fetch_all(db: PgConnection, *, enabled_only: bool = False) -> list[Sto
     return [StoredConnection.from_record(row) for row in rows]
 
 
-async def fetch_one(db: PgConnection, name: str) -> StoredConnection | None:
+async def fetch_one(db: DbSession, name: str) -> StoredConnection | None:
     row = await guarded(
         db.fetchrow(f"SELECT {_COLUMNS} FROM connections WHERE name = $1", name),  # noqa: S608 - fixed text
         f"read connection {name!r}",
@@ -122,7 +122,7 @@ async def fetch_one(db: PgConnection, name: str) -> StoredConnection | None:
     return None if row is None else StoredConnection.from_record(row)
 
 
-async def insert(db: PgConnection, new: NewConnection, box: SecretBox) -> None:
+async def insert(db: DbSession, new: NewConnection, box: SecretBox) -> None:
     """Store ``new``; a duplicate name is a ConfigError and leaves the table as it was."""
     try:
         await db.execute(
@@ -151,7 +151,7 @@ async def insert(db: PgConnection, new: NewConnection, box: SecretBox) -> None:
 
 
 async def update(
-    db: PgConnection,
+    db: DbSession,
     name: str,
     *,
     box: SecretBox | None = None,
@@ -197,7 +197,7 @@ async def update(
     return str(status).endswith(" 1")
 
 
-async def delete(db: PgConnection, name: str) -> bool:
+async def delete(db: DbSession, name: str) -> bool:
     """Remove ``name``; False when there was no such connection."""
     status = await guarded(
         db.execute("DELETE FROM connections WHERE name = $1", name),
@@ -206,7 +206,7 @@ async def delete(db: PgConnection, name: str) -> bool:
     return str(status).endswith(" 1")
 
 
-async def live_registrations(db: PgConnection, name: str) -> int:
+async def live_registrations(db: DbSession, name: str) -> int:
     """Webhook registrations of ``name`` that are not retired (they still receive callouts)."""
     count = await guarded(
         db.fetchval(
@@ -219,7 +219,7 @@ async def live_registrations(db: PgConnection, name: str) -> int:
     return int(count or 0)
 
 
-async def rekey(db: PgConnection, box: SecretBox) -> dict[str, int]:
+async def rekey(db: DbSession, box: SecretBox) -> dict[str, int]:
     """Re-encrypt every stored secret under the box's first key, in one transaction.
 
     Covers the connections' API secrets and integration codes and the webhook registrations'

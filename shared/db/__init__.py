@@ -8,15 +8,34 @@ in the one service it serves (the gateway's spool, the provisioner's store).
 """
 
 from shared.db.migrate import MIGRATIONS_DIR, Migration, apply_migrations, discover
-from shared.db.pool import PgConnection, connect, create_pool, init_connection
+from shared.db.pool import (
+    DbSession,
+    DedicatedSession,
+    Pool,
+    Record,
+    connect,
+    create_pool,
+    db_errors,
+    guarded,
+    init_session,
+    session,
+    transaction,
+)
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "DbSession",
+    "DedicatedSession",
     "Migration",
-    "PgConnection",
+    "Pool",
+    "Record",
     "apply_migrations",
     "connect",
     "create_pool",
+    "db_errors",
     "discover",
-    "init_connection",
+    "guarded",
+    "init_session",
+    "session",
+    "transaction",
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncpg
 
-from shared.db.pool import PgConnection
+from shared.db.pool import DbSession
 from shared.errors import DatabaseError, MigrationError
 from shared.logging import get_logger
 
@@ -63,7 +63,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [migrations[v] for v in sorted(migrations)]
 
 
-async def apply_migrations(db: PgConnection, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+async def apply_migrations(db: DbSession, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Apply pending migrations; returns those applied now (empty when up to date)."""
     migrations = discover(directory)
     applied_now: list[Migration] = []

@@ -1,9 +1,23 @@
-"""asyncpg pool factory with the project's codecs; errors translated to DatabaseError."""
+"""PostgreSQL sessions: the pool, dedicated sessions, and the one boundary where asyncpg's errors
+become :class:`~shared.errors.DatabaseError`.
+
+Code outside ``shared/db`` never names asyncpg: it holds a :data:`Pool`, borrows a
+:data:`DbSession` with :func:`session` (or :func:`transaction`), and catches ``DatabaseError``,
+whose ``retriable`` says whether waiting can cure it::
+
+    async with session(pool, "read the spool") as db:
+        rows = await db.fetch("SELECT ...")
+
+Statements run on a session the caller already holds go through :func:`guarded` (one awaitable)
+or :func:`db_errors` (a block). The word "connection" is the project's for an Autotask tenant; a
+PostgreSQL session is ``db``.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any, TypeAlias, TypeVar
 
@@ -13,13 +27,22 @@ from asyncpg.pool import PoolConnectionProxy
 from shared.errors import DatabaseError
 from shared.logging import redact_text
 
-# A connection straight from asyncpg.connect() or one borrowed from a pool.
 T = TypeVar("T")
 
-PgConnection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+Pool: TypeAlias = asyncpg.Pool
+"""The process's pool of PostgreSQL sessions (:func:`create_pool`)."""
+
+DedicatedSession: TypeAlias = asyncpg.Connection
+"""A session of its own (:func:`connect`): LISTEN, or advisory locks held across statements."""
+
+DbSession: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+"""Any session: dedicated, or borrowed from the pool."""
+
+Record: TypeAlias = asyncpg.Record
+"""A result row (read by column name)."""
 
 
-async def init_connection(db: asyncpg.Connection) -> None:
+async def init_session(db: asyncpg.Connection) -> None:
     """Codecs every connection of the project uses: jsonb/json as Python objects."""
     await db.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await db.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -34,7 +57,7 @@ async def create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
-            init=init_connection,
+            init=init_session,
             command_timeout=60,
             **options,
         )
@@ -54,7 +77,7 @@ async def connect(
     DatabaseError and never show the password."""
     try:
         connection = await asyncpg.connect(dsn, timeout=connect_timeout.total_seconds())
-        await init_connection(connection)
+        await init_session(connection)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(
             f"could not connect to PostgreSQL at {redact_text(_safe_dsn(dsn))}: "
@@ -96,6 +119,44 @@ async def guarded(awaitable: Awaitable[T], what: str) -> T:
         return await awaitable
     except DB_ERRORS as exc:
         raise database_error(exc, what) from exc
+
+
+@contextmanager
+def db_errors(what: str) -> Iterator[None]:
+    """Statements in this block raise :class:`DatabaseError` ("could not {what}: ...") instead
+    of asyncpg's errors."""
+    try:
+        yield
+    except DB_ERRORS as exc:
+        raise database_error(exc, what) from exc
+
+
+@asynccontextmanager
+async def session(
+    pool: Pool, what: str, *, wait: timedelta | None = None
+) -> AsyncIterator[DbSession]:
+    """Borrow a session from ``pool`` for the block (waiting at most ``wait`` for one).
+
+    Failing to get one, and any asyncpg error in the block, raise :class:`DatabaseError`
+    ("could not {what}: ..."); the session goes back to the pool either way (the pool drops one
+    the server closed)."""
+    try:
+        async with pool.acquire(timeout=None if wait is None else wait.total_seconds()) as db:
+            yield db
+    except DB_ERRORS as exc:
+        raise database_error(exc, what) from exc
+
+
+@asynccontextmanager
+async def transaction(
+    pool: Pool, what: str, *, wait: timedelta | None = None
+) -> AsyncIterator[DbSession]:
+    """:func:`session` with the block in one transaction: committed when it ends normally,
+    rolled back when it raises."""
+    async with session(pool, what, wait=wait) as db:
+        with db_errors(what):
+            async with db.transaction():
+                yield db
 
 
 def _safe_dsn(dsn: str) -> str:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import orjson
 
 from shared.autotask import parse_timestamp
-from shared.db.pool import PgConnection, guarded
+from shared.db.pool import DbSession, guarded
 from shared.entities import EntitySpec
 
 Outcome = Literal[
@@ -194,7 +194,7 @@ FROM input i LEFT JOIN written w ON w.id = i.id LEFT JOIN old o ON o.id = i.id
 
 
 async def upsert(
-    db: PgConnection,
+    db: DbSession,
     spec: EntitySpec,
     connection: str,
     snapshots: Sequence[Snapshot],
@@ -283,7 +283,7 @@ FROM input i LEFT JOIN old o ON o.id = i.id LEFT JOIN marked m ON m.id = i.id
 
 
 async def mark_deleted(
-    db: PgConnection,
+    db: DbSession,
     spec: EntitySpec,
     connection: str,
     ids: Iterable[int],
@@ -337,13 +337,13 @@ def _lock_keys(spec: EntitySpec, connection: str, ids: Iterable[int]) -> list[in
     )
 
 
-async def _locked(db: PgConnection, keys: list[int], statement: str, *args: Any) -> list[Any]:
+async def _locked(db: DbSession, keys: list[int], statement: str, *args: Any) -> list[Any]:
     async with db.transaction():
         await db.execute(_LOCK, keys)
         return list(await db.fetch(statement, *args))
 
 
-async def live_ids(db: PgConnection, spec: EntitySpec, connection: str) -> set[int]:
+async def live_ids(db: DbSession, spec: EntitySpec, connection: str) -> set[int]:
     """Ids of the rows neither deleted nor out of scope (what downstream holds)."""
     records = await guarded(
         db.fetch(
@@ -356,7 +356,7 @@ async def live_ids(db: PgConnection, spec: EntitySpec, connection: str) -> set[i
     return {record["id"] for record in records}
 
 
-async def live_rows(db: PgConnection, spec: EntitySpec, connection: str) -> dict[int, Any]:
+async def live_rows(db: DbSession, spec: EntitySpec, connection: str) -> dict[int, Any]:
     """``id -> entity`` of the live rows (for comparisons and reports; mind the size)."""
     records = await guarded(
         db.fetch(

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.db.pool import PgConnection, guarded
+from shared.db.pool import DbSession, guarded
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,7 @@ class UdfEntry:
 
 
 async def replace(
-    db: PgConnection,
+    db: DbSession,
     connection: str,
     entity: str,
     *,
@@ -120,7 +120,7 @@ async def replace(
             )
 
 
-async def labels(db: PgConnection, connection: str, entity: str, field: str) -> dict[str, str]:
+async def labels(db: DbSession, connection: str, entity: str, field: str) -> dict[str, str]:
     """``value -> label`` of one picklist."""
     records = await guarded(
         db.fetch(

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from shared.db.pool import PgConnection, guarded
+from shared.db.pool import DbSession, guarded
 
 Status = Literal["running", "succeeded", "failed", "aborted", "skipped"]
 Trigger = Literal["schedule", "cli", "control", "resume"]
@@ -74,7 +74,7 @@ def _run(record: Any) -> Run:
 
 
 async def start(
-    db: PgConnection,
+    db: DbSession,
     *,
     connection: str,
     entity: str,
@@ -113,7 +113,7 @@ async def start(
     return run
 
 
-async def progress(db: PgConnection, run_id: int, counts: Counts) -> None:
+async def progress(db: DbSession, run_id: int, counts: Counts) -> None:
     """Store the counts so far."""
     await guarded(
         db.execute(
@@ -127,7 +127,7 @@ async def progress(db: PgConnection, run_id: int, counts: Counts) -> None:
 
 
 async def finish(
-    db: PgConnection,
+    db: DbSession,
     run: Run,
     *,
     status: Status,
@@ -157,7 +157,7 @@ async def finish(
     return closed
 
 
-async def _note_last(db: PgConnection, run: Run) -> None:
+async def _note_last(db: DbSession, run: Run) -> None:
     await guarded(
         db.execute(
             "INSERT INTO sweep_last_runs (connection, entity, mode, run_id, started_at, "
@@ -178,7 +178,7 @@ async def _note_last(db: PgConnection, run: Run) -> None:
     )
 
 
-async def abandon_running(db: PgConnection, connection: str, entity: str) -> int:
+async def abandon_running(db: DbSession, connection: str, entity: str) -> int:
     """Close the ``running`` runs of ``connection`` and ``entity`` as failed: called by the
     holder of the sweep lock, so none of them can still be running."""
     rows = await guarded(
@@ -198,7 +198,7 @@ async def abandon_running(db: PgConnection, connection: str, entity: str) -> int
 
 
 async def recent_request(
-    db: PgConnection,
+    db: DbSession,
     *,
     connection: str,
     entity: str,
@@ -228,7 +228,7 @@ async def recent_request(
     return _run(record) if record is not None else None
 
 
-async def last_runs(db: PgConnection) -> dict[tuple[str, str, str], tuple[datetime, str]]:
+async def last_runs(db: DbSession) -> dict[tuple[str, str, str], tuple[datetime, str]]:
     """``(connection, entity, mode) -> (started_at, status)`` of the last run of each."""
     records = await guarded(
         db.fetch("SELECT connection, entity, mode, started_at, status FROM sweep_last_runs"),
@@ -239,7 +239,7 @@ async def last_runs(db: PgConnection) -> dict[tuple[str, str, str], tuple[dateti
     }
 
 
-async def recent(db: PgConnection, *, connection: str | None = None, limit: int = 20) -> list[Run]:
+async def recent(db: DbSession, *, connection: str | None = None, limit: int = 20) -> list[Run]:
     """The latest runs, newest first."""
     records = await guarded(
         db.fetch(
@@ -253,7 +253,7 @@ async def recent(db: PgConnection, *, connection: str | None = None, limit: int 
     return [_run(record) for record in records]
 
 
-async def get(db: PgConnection, run_id: int) -> Run | None:
+async def get(db: DbSession, run_id: int) -> Run | None:
     record = await guarded(
         db.fetchrow(f"SELECT {_COLUMNS} FROM sync_runs WHERE id = $1", run_id),  # noqa: S608 - constant columns
         f"read run {run_id}",

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.db.pool import PgConnection, guarded
+from shared.db.pool import DbSession, guarded
 
 
 async def record(
-    db: PgConnection, connection: str, entity: str, ids: Iterable[int], *, reason: str
+    db: DbSession, connection: str, entity: str, ids: Iterable[int], *, reason: str
 ) -> None:
     """Remember ``ids`` (again: the attempt count grows)."""
     wanted = sorted(set(ids))
@@ -34,9 +34,7 @@ async def record(
     )
 
 
-async def pending(
-    db: PgConnection, connection: str, entity: str, *, limit: int = 5_000
-) -> list[int]:
+async def pending(db: DbSession, connection: str, entity: str, *, limit: int = 5_000) -> list[int]:
     """The unresolved ids of one connection and entity, oldest first."""
     rows = await guarded(
         db.fetch(
@@ -51,7 +49,7 @@ async def pending(
     return [row["id"] for row in rows]
 
 
-async def resolve(db: PgConnection, connection: str, entity: str, ids: Iterable[int]) -> int:
+async def resolve(db: DbSession, connection: str, entity: str, ids: Iterable[int]) -> int:
     """Forget ``ids`` (a sweep read them, or confirmed them deleted); returns how many."""
     wanted = sorted(set(ids))
     if not wanted:
@@ -69,7 +67,7 @@ async def resolve(db: PgConnection, connection: str, entity: str, ids: Iterable[
     return int(str(status).rsplit(" ", 1)[-1])
 
 
-async def count(db: PgConnection, connection: str | None = None) -> dict[tuple[str, str], int]:
+async def count(db: DbSession, connection: str | None = None) -> dict[tuple[str, str], int]:
     """Unresolved ids per (connection, entity)."""
     rows = await guarded(
         db.fetch(

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.db.pool import PgConnection, guarded
+from shared.db.pool import DbSession, guarded
 from shared.entities import EntitySpec
 
 INCREMENTAL = "incremental"
@@ -55,7 +55,7 @@ class Watermark:
         return self.walk_started_at is not None
 
 
-async def read(db: PgConnection, connection: str, entity: str, kind: str) -> Watermark:
+async def read(db: DbSession, connection: str, entity: str, kind: str) -> Watermark:
     """The stored state, or an empty one."""
     record = await guarded(
         db.fetchrow(
@@ -70,7 +70,7 @@ async def read(db: PgConnection, connection: str, entity: str, kind: str) -> Wat
     return Watermark(**dict(record)) if record is not None else Watermark()
 
 
-async def read_all(db: PgConnection, kind: str) -> dict[tuple[str, str], Watermark]:
+async def read_all(db: DbSession, kind: str) -> dict[tuple[str, str], Watermark]:
     """Every row of one kind, by (connection, entity)."""
     records = await guarded(
         db.fetch(
@@ -89,7 +89,7 @@ async def read_all(db: PgConnection, kind: str) -> dict[tuple[str, str], Waterma
 
 
 async def advance(
-    db: PgConnection, connection: str, entity: str, kind: str, watermark: datetime
+    db: DbSession, connection: str, entity: str, kind: str, watermark: datetime
 ) -> None:
     """Move ``watermark`` forward to ``watermark`` (never back)."""
     await guarded(
@@ -108,7 +108,7 @@ async def advance(
 
 
 async def start_walk(
-    db: PgConnection,
+    db: DbSession,
     connection: str,
     entity: str,
     kind: str,
@@ -134,7 +134,7 @@ async def start_walk(
 
 
 async def walked(
-    db: PgConnection,
+    db: DbSession,
     connection: str,
     entity: str,
     kind: str,
@@ -160,7 +160,7 @@ async def walked(
 
 
 async def finish_walk(
-    db: PgConnection,
+    db: DbSession,
     connection: str,
     entity: str,
     kind: str,
@@ -188,7 +188,7 @@ async def finish_walk(
     )
 
 
-async def mark_rebuild(db: PgConnection, spec: EntitySpec, connection: str) -> int:
+async def mark_rebuild(db: DbSession, spec: EntitySpec, connection: str) -> int:
     """Note every live row of ``spec`` as not seen yet (dropping older marks); returns how
     many."""
     async with db.transaction():
@@ -205,7 +205,7 @@ async def mark_rebuild(db: PgConnection, spec: EntitySpec, connection: str) -> i
     return int(str(status).rsplit(" ", 1)[-1])
 
 
-async def seen(db: PgConnection, spec: EntitySpec, connection: str, ids: Sequence[int]) -> None:
+async def seen(db: DbSession, spec: EntitySpec, connection: str, ids: Sequence[int]) -> None:
     """A page returned ``ids``: they are not candidates any more."""
     await guarded(
         db.execute(
@@ -219,7 +219,7 @@ async def seen(db: PgConnection, spec: EntitySpec, connection: str, ids: Sequenc
     )
 
 
-async def unseen(db: PgConnection, spec: EntitySpec, connection: str) -> list[int]:
+async def unseen(db: DbSession, spec: EntitySpec, connection: str) -> list[int]:
     """Marked ids no page returned, still live in the mirror."""
     records = await guarded(
         db.fetch(
@@ -235,7 +235,7 @@ async def unseen(db: PgConnection, spec: EntitySpec, connection: str) -> list[in
     return [record["id"] for record in records]
 
 
-async def clear_rebuild(db: PgConnection, spec: EntitySpec, connection: str) -> None:
+async def clear_rebuild(db: DbSession, spec: EntitySpec, connection: str) -> None:
     await guarded(
         db.execute(
             "DELETE FROM mirror_rebuild WHERE connection = $1 AND entity = $2",
