@@ -7,19 +7,34 @@ CHECKOV_VERSION ?= 3.3.30
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 RUN := $(UV) run --locked
 PYTEST_ARGS ?=
+# Test files run in parallel worker processes that share one PostgreSQL and one Kafka
+# (docs/testing.md). Most of a test's time is spent waiting on servers and subprocesses, so
+# more workers than cores pay off; PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 3
+# UV: the uv to call from tests, which may live where PATH does not look (~/.local/bin).
+# PYTHONDONTWRITEBYTECODE cleared: each worker and each service or command a test starts would
+# otherwise compile the project's modules again (__pycache__ is ignored by git and Docker).
+PYTEST := UV=$(UV) PYTHONDONTWRITEBYTECODE= $(RUN) pytest -n $(PYTEST_WORKERS) \
+	--dist loadfile --no-loadscope-reorder
+UNIT := not integration and not e2e and not deploy
 # checkov in its own pinned tool environment: its dependencies never meet the project's lock.
 CHECKOV := $(UV) tool run --from "checkov==$(CHECKOV_VERSION)" checkov --config-file deploy/checkov.yaml
 
-.PHONY: help setup demo test test-fast lint typecheck fmt bench soak infra-up infra-down check clean manifests
+.PHONY: help setup demo test test-unit test-fast test-integration test-e2e test-deploy lint \
+	typecheck fmt bench soak infra-up infra-down check clean manifests
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(UV):
-	python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
+	python3 -m pip install --user --quiet "uv==$(UV_VERSION)" \
+	  || python3 -m pip install --user --quiet --break-system-packages "uv==$(UV_VERSION)"
 
+# Bytecode compiled once at install: where the environment turns off writing it
+# (PYTHONDONTWRITEBYTECODE), each of the hundreds of Python processes a test run starts
+# (services, CLI commands) would otherwise compile every library it imports again.
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 	@touch $@
 
 setup: .venv/.synced ## create .venv and install the locked dependencies
@@ -29,12 +44,28 @@ DEMO_ARGS ?=
 demo: setup ## run the whole pipeline against the built-in Autotask simulator (DEMO_ARGS="--duration 30")
 	$(RUN) python -m tools.demo $(DEMO_ARGS)
 
-test: setup ## run the whole test suite (real PostgreSQL, Kafka and simulator)
-	@$(RUN) pytest $(PYTEST_ARGS) || { status=$$?; \
+# pytest's exit status 5 (no test collected) fails the target too, saying so.
+define pytest
+	@$(PYTEST) $(1) $(PYTEST_ARGS) || { status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$status; }
+endef
 
-test-fast: setup ## every test that needs no PostgreSQL or Kafka (pure units, simulator, client)
-	$(RUN) pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+test: setup ## the whole suite in parallel (real PostgreSQL, Kafka, simulator; PYTEST_ARGS=...)
+	$(call pytest,)
+
+test-unit: setup ## tests that need no PostgreSQL, Kafka or Go (pure units, simulator, client)
+	$(call pytest,-m "$(UNIT)")
+
+test-fast: test-unit ## the same as test-unit
+
+test-integration: setup ## tests against real PostgreSQL and/or Kafka (marker integration)
+	$(call pytest,-m integration)
+
+test-e2e: setup ## the services as real processes end to end, fault suite included (marker e2e)
+	$(call pytest,-m e2e)
+
+test-deploy: setup ## the deploy/k8s and Dockerfile checks (marker deploy; kustomize built with Go)
+	$(call pytest,-m deploy)
 
 lint: setup ## ruff lint and format check; checkov over the rendered manifests and the Dockerfile
 	$(RUN) ruff check .

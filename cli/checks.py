@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 from yarl import URL
 
 from shared.apibudget import store as shared_budget
@@ -40,7 +39,7 @@ from shared.autotask import (
     Query,
     RetryPolicy,
 )
-from shared.db import connect
+from shared.db import DedicatedSession, connect
 from shared.errors import (
     AuthenticationError,
     AutotaskConnectionError,
@@ -207,8 +206,8 @@ async def _check(
 
 
 @contextlib.asynccontextmanager
-async def _budget_records(database_url: str | None) -> AsyncIterator[asyncpg.Connection | None]:
-    """A connection to the deployment's database, or None when there is none to reach."""
+async def _budget_records(database_url: str | None) -> AsyncIterator[DedicatedSession | None]:
+    """A session on the deployment's database, or None when there is none to reach."""
     db = None
     if database_url:
         with contextlib.suppress(SyncError):
@@ -221,7 +220,7 @@ async def _budget_records(database_url: str | None) -> AsyncIterator[asyncpg.Con
                 await asyncio.wait_for(db.close(), 5)
 
 
-async def _shared_state(report: Report, name: str, db: asyncpg.Connection | None) -> None:
+async def _shared_state(report: Report, name: str, db: DedicatedSession | None) -> None:
     """This deployment's use of its share and the pause, from the shared budget (if any)."""
     made = int(report.usage.pop("calls_by_this_check", 0) or 0)
     if db is None:

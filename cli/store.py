@@ -10,9 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import asyncpg
-
-from shared.db import create_pool
+from shared.db import Pool, create_pool
 from shared.secrets import SecretBox
 from shared.settings import AutotaskSettings
 
@@ -21,7 +19,7 @@ from shared.settings import AutotaskSettings
 class Store:
     """A small pool and the settings it came from; the box is built when first needed."""
 
-    pool: asyncpg.Pool
+    pool: Pool
     settings: AutotaskSettings
 
     def box(self) -> SecretBox:
@@ -31,7 +29,7 @@ class Store:
 
 @asynccontextmanager
 async def open_store(settings: AutotaskSettings) -> AsyncIterator[Store]:
-    """Open a pool of two connections for one command; closed when the command ends."""
+    """Open a pool of two sessions for one command; closed when the command ends."""
     pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=2)
     try:
         yield Store(pool=pool, settings=settings)

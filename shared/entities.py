@@ -1,8 +1,10 @@
 """The entity registry: one entry per Autotask entity the project knows.
 
 Everything that iterates over entities (the simulator, the client, the provisioner, the sync worker,
-the reconciler, migrations) reads this table, so supporting a new entity is one entry here plus a
-migration for its mirror table.
+the reconciler, the scope judge, topics, schemas) reads this table, so supporting a new entity is
+one entry here plus a migration for its mirror table (and the generated files: ``python -m tools
+schemas``, ``python -m tools kustomize topics``). ``tests/contracts/`` names whatever an entry
+still lacks.
 
 Field names are the REST API's camelCase names (autotask-api.md §3, §6).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeAlias
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,38 @@ class ChildOf:
     parent_id_field: str  # field on the child holding the parent id, e.g. "ticketID"
 
 
+# --- how the sync scope judges an entity (shared/scope/membership.py) ------------------------
 @dataclass(frozen=True, slots=True)
+class OwnFields:
+    """Judged on its own fields, by the ``filter`` section of a connection's sync scope
+    (``tickets``, ``companies``: the sections of :class:`shared.scope.rules.SyncScope`)."""
+
+    filter: str
+
+
+@dataclass(frozen=True, slots=True)
+class FollowsParent:
+    """In scope while its parent is: when the parent's scope is restricted, the parent's row
+    must be live (not deleted, not out of scope) in the mirror."""
+
+    parent: str
+    """REST name of the parent entity, e.g. ``Companies``."""
+    parent_id_field: str
+    """Field on this entity holding the parent's id, e.g. ``companyID``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unscoped:
+    """No scope filter applies: every row is mirrored."""
+
+
+UNSCOPED = Unscoped()
+
+ScopeRule: TypeAlias = OwnFields | FollowsParent | Unscoped
+"""How the sync scope decides whether a row of an entity is mirrored."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EntitySpec:
     """Everything the project needs to know about one Autotask entity."""
 
@@ -48,7 +82,10 @@ class EntitySpec:
     """Creation timestamp, OR-ed into incremental sweeps for rows with no modified stamp yet."""
 
     table: str
-    """Mirror table name in PostgreSQL."""
+    """Mirror table name in PostgreSQL; also names the change topic (``autotask.<table>.v1``)."""
+
+    scope: ScopeRule
+    """How a connection's sync scope judges rows of the entity (no default: every entry says)."""
 
     activity_field: str | None = None
     """A stamp that also moves with related activity (a ticket's ``lastActivityDate`` when a
@@ -57,11 +94,27 @@ class EntitySpec:
     webhook_root: str | None = None
     """``{X}Webhooks`` REST root, or None when Autotask offers no webhooks for the entity."""
 
+    webhook_udf_child: bool = True
+    """The webhook root has a ``UdfFields`` child (``TicketNoteWebhooks`` has none: ticket notes
+    have no UDFs, autotask-api.md §7). Meaningless without ``webhook_root``."""
+
+    webhook_by_default: bool = False
+    """The provisioner gives the entity a webhook unless ``AUTOTASK_SYNC_WEBHOOK_ENTITIES`` says
+    otherwise."""
+
     delete_log: str | None = None
     """Entity that records deletions (``DeletedTicketLogs``), if any."""
 
     delete_log_id_field: str | None = None
     """Field of the delete-log row that holds the deleted entity's id."""
+
+    activity_delete_log: str | None = None
+    """Entity that records deletions of this entity's activities (notes, attachments, time
+    entries) by naming this entity's id (``DeletedTicketActivityLogs``): its children read it to
+    find their own deletes."""
+
+    activity_delete_log_id_field: str | None = None
+    """Field of the activity delete-log row that holds this entity's id."""
 
     can_delete: bool = True
     """False where the API refuses deletes (ConfigurationItems are deactivated instead)."""
@@ -75,6 +128,7 @@ class EntitySpec:
     """Default webhook fields included in every callout of the webhook."""
 
     synced_by_default: bool = True
+    """Swept and mirrored for a connection whose scope does not list its entities."""
 
     @property
     def callout_type(self) -> str:
@@ -96,10 +150,14 @@ TICKETS = EntitySpec(
     last_modified_field="lastTrackedModificationDateTime",
     create_field="createDate",
     table="tickets",
+    scope=OwnFields("tickets"),
     activity_field="lastActivityDate",
     webhook_root="TicketWebhooks",
+    webhook_by_default=True,
     delete_log="DeletedTicketLogs",
     delete_log_id_field="ticketID",
+    activity_delete_log="DeletedTicketActivityLogs",
+    activity_delete_log_id_field="ticketID",
     promoted=(
         PromotedColumn("ticket_number", "ticketNumber", "text"),
         PromotedColumn("title", "title", "text"),
@@ -131,7 +189,9 @@ COMPANIES = EntitySpec(
     last_modified_field="lastTrackedModifiedDateTime",
     create_field="createDate",
     table="companies",
+    scope=OwnFields("companies"),
     webhook_root="CompanyWebhooks",
+    webhook_by_default=True,
     promoted=(
         PromotedColumn("company_name", "companyName", "text"),
         PromotedColumn("company_type", "companyType", "integer"),
@@ -157,6 +217,7 @@ CONTACTS = EntitySpec(
     last_modified_field="lastModifiedDate",
     create_field="createDate",
     table="contacts",
+    scope=FollowsParent("Companies", "companyID"),
     webhook_root="ContactWebhooks",
     promoted=(
         PromotedColumn("company_id", "companyID", "bigint"),
@@ -184,6 +245,7 @@ CONFIGURATION_ITEMS = EntitySpec(
     last_modified_field="lastModifiedTime",
     create_field="createDate",
     table="configuration_items",
+    scope=FollowsParent("Companies", "companyID"),
     webhook_root="ConfigurationItemWebhooks",
     can_delete=False,
     promoted=(
@@ -210,7 +272,9 @@ TICKET_NOTES = EntitySpec(
     last_modified_field="lastActivityDate",
     create_field="createDateTime",
     table="ticket_notes",
+    scope=FollowsParent("Tickets", "ticketID"),
     webhook_root="TicketNoteWebhooks",
+    webhook_udf_child=False,
     child_of=ChildOf(parent="Tickets", collection="Notes", parent_id_field="ticketID"),
     promoted=(
         PromotedColumn("ticket_id", "ticketID", "bigint"),
@@ -231,6 +295,7 @@ RESOURCES = EntitySpec(
     last_modified_field=None,
     create_field=None,
     table="resources",
+    scope=UNSCOPED,
     can_delete=False,  # resources are deactivated, never deleted through the API
     promoted=(
         PromotedColumn("user_name", "userName", "text"),
@@ -245,6 +310,7 @@ CONTRACTS = EntitySpec(
     last_modified_field="lastModifiedDateTime",
     create_field=None,
     table="contracts",
+    scope=FollowsParent("Companies", "companyID"),
     can_delete=False,  # the API creates and updates contracts; it does not delete them
     promoted=(
         PromotedColumn("company_id", "companyID", "bigint"),
@@ -294,6 +360,11 @@ def webhook_entities() -> Iterator[EntitySpec]:
     return (spec for spec in REGISTRY if spec.has_webhooks)
 
 
+def default_webhook_entities() -> Iterator[EntitySpec]:
+    """Entities the provisioner gives a webhook unless configured otherwise, in registry order."""
+    return (spec for spec in webhook_entities() if spec.webhook_by_default)
+
+
 def synced_entities() -> Iterator[EntitySpec]:
     """Entities the sync mirrors unless configured otherwise, in registry order."""
     return (spec for spec in REGISTRY if spec.synced_by_default)
@@ -308,12 +379,18 @@ __all__ = [
     "RESOURCES",
     "TICKETS",
     "TICKET_NOTES",
+    "UNSCOPED",
     "ChildOf",
     "EntitySpec",
+    "FollowsParent",
+    "OwnFields",
     "PromotedColumn",
+    "ScopeRule",
+    "Unscoped",
     "by_callout_type",
     "by_rest_name",
     "by_webhook_root",
+    "default_webhook_entities",
     "find_rest_name",
     "synced_entities",
     "webhook_entities",

@@ -16,7 +16,6 @@ flag instead of matching on types.
     ├── DatabaseError                   PostgreSQL unreachable or a statement failed (retriable)
     │   └── MigrationError              a migration file is broken or was edited (not retriable)
     ├── MessageError                    a message that can never be processed (poison)
-    │   └── SignatureError              callout signature does not verify
     └── AutotaskError                   anything the Autotask API said or failed to say
         ├── AutotaskConnectionError     network failure, timeout, truncated body (retriable)
         ├── ZoneLookupError             zoneInformation failed: unknown user or unreachable
@@ -76,9 +75,21 @@ class KafkaError(SyncError):
 
 
 class DatabaseError(SyncError):
-    """PostgreSQL could not be reached or a statement failed."""
+    """PostgreSQL could not be reached or a statement failed.
+
+    ``sqlstate`` is PostgreSQL's code for a refused statement (``23505`` unique violation,
+    ``42P01`` undefined table, ...), None when the server or the session failed."""
 
     retriable = True
+    UNIQUE_VIOLATION: ClassVar[str] = "23505"
+    CHECK_VIOLATION: ClassVar[str] = "23514"
+    UNDEFINED_TABLE: ClassVar[str] = "42P01"
+
+    def __init__(
+        self, message: str, *, retriable: bool | None = None, sqlstate: str | None = None
+    ) -> None:
+        super().__init__(message, retriable=retriable)
+        self.sqlstate = sqlstate
 
 
 class MigrationError(DatabaseError):
@@ -89,10 +100,6 @@ class MigrationError(DatabaseError):
 
 class MessageError(SyncError):
     """A message that will never be processable as it is (goes to the dead-letter topic)."""
-
-
-class SignatureError(MessageError):
-    """The callout's signature does not match any of the registration's secrets."""
 
 
 class AutotaskError(SyncError):

@@ -24,11 +24,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import asyncpg
 from pydantic import SecretStr
 
 from shared.db.live import LiveTable
-from shared.db.pool import DbSession, guarded
+from shared.db.pool import DbSession, Record, guarded
 from shared.errors import SyncError
 from shared.logging import get_logger
 from shared.secrets import SecretBox
@@ -104,9 +103,7 @@ class Registration:
         return (self.secret_current, self.secret_previous)
 
     @classmethod
-    def from_record(
-        cls, record: asyncpg.Record | Mapping[str, Any], box: SecretBox
-    ) -> Registration:
+    def from_record(cls, record: Record | Mapping[str, Any], box: SecretBox) -> Registration:
         what = f"the {record['entity']} webhook secret of connection {record['connection']!r}"
         previous = record["secret_previous"]
         return cls(
@@ -341,7 +338,7 @@ class RegistrationStore:
         )
         self._table.subscribe(self._apply)
 
-    async def _load(self, db: asyncpg.Connection) -> list[Registration]:
+    async def _load(self, db: DbSession) -> list[Registration]:
         return await fetch_all(db, self._box)
 
     def _apply(self, registrations: list[Registration]) -> None:

@@ -152,7 +152,7 @@ class AutotaskSettings(BaseServiceSettings):
     autotask_impersonation_resource_id: int | None = Field(default=None, ge=1)
     autotask_scope: str = Field(
         default="",
-        description="Sync scope of the environment connection, as JSON (shared/scope.py).",
+        description="Sync scope of the environment connection, as JSON (shared/scope/rules.py).",
     )
 
     # The API budget every process of the deployment shares (docs/configuration.md, "API budget").

@@ -46,7 +46,7 @@ import asyncpg
 
 from shared.autotask import AutotaskClient, Priority
 from shared.db import connect
-from shared.entities import REGISTRY, EntitySpec
+from shared.entities import REGISTRY, EntitySpec, webhook_entities
 from shared.logging import configure_logging
 from shared.mirror.store import live_rows
 from shared.secrets import SecretBox
@@ -58,8 +58,7 @@ from tools.dev_infra.processes import pid_alive
 from tools.dev_infra.stack import DevStack
 
 SEED = 42
-WEBHOOK_ENTITIES = ("Tickets", "Companies", "Contacts", "ConfigurationItems", "TicketNotes")
-COMPARED = (*WEBHOOK_ENTITIES, "Resources", "Contracts")
+WEBHOOK_ENTITIES = tuple(spec.rest_name for spec in webhook_entities())
 HEALS = ("reactivated", "recreated")
 ACCEPTED = ("accepted", "spooled", "duplicate")
 SCALES: dict[str, dict[str, int]] = {
@@ -373,7 +372,7 @@ async def connection_report(
     fetch_calls = worker.total("autotask_sync_worker_api_calls_total", connection=name)
     comparison: dict[str, dict[str, int]] = {}
     equal = True
-    for entity in [spec for spec in REGISTRY if spec.rest_name in COMPARED]:
+    for entity in REGISTRY:
         mirrored = await live_rows(db, entity, name)
         truth = await tenant.truth(entity)
         missing = len(truth.keys() - mirrored.keys())

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from shared.entities import REGISTRY, EntitySpec
+from shared.entities import REGISTRY, EntitySpec, webhook_entities
 from shared.messages.callout import callout_headers, callout_key
 from shared.messages.change import ChangeEvent, encode_change, envelope
 from shared.messages.control import ControlEvent, SweepRequested, encode_control
@@ -52,7 +52,7 @@ def _callout_schema(topics: Topics) -> dict[str, Any]:
         "additionalProperties": True,
         "x-kafka": {
             "key": "{connection}:{EntityType}:{Id}, EntityType canonical for the registration's "
-            "entity (Ticket, Company, Contact, ConfigurationItem, TicketNote)",
+            f"entity ({', '.join(spec.callout_type for spec in webhook_entities())})",
             "headers": {
                 "connection": "connection name",
                 "registration": "webhook registration id",

@@ -37,6 +37,7 @@ from cli.checks import Report, check, render_json, render_text
 from cli.store import open_store
 from shared.autotask import Connection
 from shared.connections import store as rows
+from shared.db import session
 from shared.errors import ConfigError
 from shared.scope.rules import SyncScope
 from shared.secrets import KEYS_VARIABLE, SecretBox
@@ -153,7 +154,7 @@ async def _add(args: argparse.Namespace, settings: AutotaskSettings) -> int:
     scope = _scope(args) or SyncScope()
     async with open_store(settings) as store:
         box = store.box()  # before anything else: no key, nothing to store with
-        async with store.pool.acquire() as db:
+        async with session(store.pool, "look for the connection") as db:
             if await rows.fetch_one(db, name) is not None:
                 raise ConfigError(
                     f"connection {name!r} already exists; change it with `autotask-sync "
@@ -174,7 +175,7 @@ async def _add(args: argparse.Namespace, settings: AutotaskSettings) -> int:
         connection = _connection(new, settings)
         if not await _passes(connection, scope, settings, force=args.force, verb="stored"):
             return 1
-        async with store.pool.acquire() as db:
+        async with session(store.pool, "store the connection") as db:
             await rows.insert(db, new, box)
     state = "disabled" if args.disabled else "enabled; running processes serve it within seconds"
     print(f"added connection {name!r} ({state})")
@@ -182,7 +183,7 @@ async def _add(args: argparse.Namespace, settings: AutotaskSettings) -> int:
 
 
 async def _list(args: argparse.Namespace, settings: AutotaskSettings) -> int:
-    async with open_store(settings) as store, store.pool.acquire() as db:
+    async with open_store(settings) as store, session(store.pool, "list the connections") as db:
         stored = await rows.fetch_all(db)
     listed = [_summary(row) for row in stored]
     if settings.has_environment_connection:
@@ -213,7 +214,7 @@ async def _list(args: argparse.Namespace, settings: AutotaskSettings) -> int:
 
 
 async def _show(args: argparse.Namespace, settings: AutotaskSettings) -> int:
-    async with open_store(settings) as store, store.pool.acquire() as db:
+    async with open_store(settings) as store, session(store.pool, "read the connection") as db:
         row = await _require(db, args.name)
         live = await rows.live_registrations(db, row.name)
     details = {**_summary(row), "scope": dict(row.scope), "live_webhook_registrations": live}
@@ -229,7 +230,7 @@ async def _show(args: argparse.Namespace, settings: AutotaskSettings) -> int:
 async def _edit(args: argparse.Namespace, settings: AutotaskSettings) -> int:
     async with open_store(settings) as store:
         box = store.box()
-        async with store.pool.acquire() as db:
+        async with session(store.pool, "read the connection") as db:
             row = await _require(db, args.name)
         current = row.open(box, default_zone_lookup_url=settings.autotask_zone_lookup_url)
         secrets = _SecretReader(args)
@@ -264,7 +265,7 @@ async def _edit(args: argparse.Namespace, settings: AutotaskSettings) -> int:
             edited, scope or row.sync_scope(), settings, force=args.force, verb="saved"
         ):
             return 1
-        async with store.pool.acquire() as db:
+        async with session(store.pool, "save the connection") as db:
             await rows.update(db, row.name, box=box, **changes)
     print(f"updated connection {row.name!r}; running processes pick it up within seconds")
     return 0
@@ -276,7 +277,7 @@ async def _test(args: argparse.Namespace, settings: AutotaskSettings) -> int:
         scope = SyncScope.parse(settings.autotask_scope or None)
     else:
         async with open_store(settings) as store:
-            async with store.pool.acquire() as db:
+            async with session(store.pool, "read the connection") as db:
                 row = await _require(db, args.name)
             connection = row.open(
                 store.box(), default_zone_lookup_url=settings.autotask_zone_lookup_url
@@ -294,7 +295,7 @@ async def _test(args: argparse.Namespace, settings: AutotaskSettings) -> int:
 
 
 async def _set_enabled(name: str, settings: AutotaskSettings, *, enabled: bool) -> int:
-    async with open_store(settings) as store, store.pool.acquire() as db:
+    async with open_store(settings) as store, session(store.pool, "save the connection") as db:
         row = await _require(db, name)
         await rows.update(db, row.name, enabled=enabled)
     if enabled:
@@ -324,7 +325,7 @@ async def _remove(args: argparse.Namespace, settings: AutotaskSettings) -> int:
             )
             return 1
         print(f"removed the webhooks of {args.name!r} and retired their registrations")
-    async with open_store(settings) as store, store.pool.acquire() as db:
+    async with open_store(settings) as store, session(store.pool, "remove the connection") as db:
         row = await _require(db, args.name)
         async with db.transaction():
             live = await rows.live_registrations(db, row.name)
@@ -342,7 +343,7 @@ async def _remove(args: argparse.Namespace, settings: AutotaskSettings) -> int:
 async def _rekey(_args: argparse.Namespace, settings: AutotaskSettings) -> int:
     async with open_store(settings) as store:
         box = store.box()
-        async with store.pool.acquire() as db:
+        async with session(store.pool, "re-encrypt the stored secrets") as db:
             counts = await rows.rekey(db, box)
     extra = (
         f"; the other {box.key_count - 1} key(s) in {KEYS_VARIABLE} can now be removed"
@@ -500,7 +501,7 @@ def _describe(scope: SyncScope) -> str:
     parts = []
     if scope.entities is not None:
         parts.append("entities " + ",".join(scope.entities))
-    for group in ("tickets", "companies"):
+    for group in SyncScope.filter_sections():
         filters = {k: v for k, v in getattr(scope, group).model_dump().items() if v}
         if filters:
             parts.append(f"{group} " + " ".join(f"{k}={len(v)}" for k, v in filters.items()))

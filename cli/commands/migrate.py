@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from shared.db import create_pool
+from shared.db import create_pool, session
 from shared.db.migrate import apply_migrations, discover
 from shared.logging import configure_logging
 from shared.settings import BaseServiceSettings, load_settings
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 async def _migrate(dsn: str) -> list[str]:
     pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
-        async with pool.acquire() as db:
+        async with session(pool, "apply the migrations") as db:
             return [f"{m.version:04d}_{m.name}" for m in await apply_migrations(db)]
     finally:
         await pool.close()

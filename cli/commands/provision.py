@@ -26,7 +26,6 @@ from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError as AIOKafkaError
 
 from cli.store import Store, open_store
 from services.provisioner import store as provisioning
@@ -40,9 +39,11 @@ from shared.apibudget import client_config_for, open_coordinator
 from shared.autotask import AutotaskClient, Connection
 from shared.connections import store as rows
 from shared.connections.catalogue import ServedConnection, environment_connection
+from shared.db import session
 from shared.entities import find_rest_name, webhook_entities
-from shared.errors import ConfigError, SyncError
+from shared.errors import ConfigError, KafkaError, SyncError
 from shared.kafka import make_producer
+from shared.kafka.errors import kafka_errors
 from shared.messages.topics import Topics
 from shared.secrets import SecretBox
 from shared.settings import load_settings
@@ -140,7 +141,7 @@ async def _read_only(
                 if not args.json:
                     print(f"connection {connection.name!r}: FAILED: {exc}")
                 continue
-        async with store.pool.acquire() as db:
+        async with session(store.pool, "read the provisioning record") as db:
             record = await provisioning.fetch_record(db, connection.name)
         held = record is not None and record.held_at is not None
         if args.action == "plan":
@@ -210,7 +211,7 @@ async def _connections(
     environment = environment_connection(settings)
     if environment is not None:
         found[environment.name] = environment
-    async with store.pool.acquire() as db:
+    async with session(store.pool, "read the stored connections") as db:
         stored = await rows.fetch_all(db)
     usable = [row for row in stored if row.name not in found and (row.enabled or include_disabled)]
     if usable:
@@ -268,11 +269,12 @@ async def _publisher(
         settings.kafka_bootstrap_servers, client_id=f"{settings.kafka_client_id}-cli"
     )
     try:
-        await producer.start()
-    except AIOKafkaError as exc:
+        with kafka_errors("start the Kafka producer"):
+            await producer.start()
+    except KafkaError as exc:
         await producer.stop()
         print(
-            f"warning: Kafka at {settings.kafka_bootstrap_servers} is unreachable ({exc!r}); "
+            f"warning: Kafka at {settings.kafka_bootstrap_servers} is unreachable ({exc}); "
             "catch-up sweep requests stay owed and the provisioner service sends them"
         )
         yield None

@@ -4,7 +4,8 @@ Per connection: the webhooks (state, Autotask id, last callout accepted, last de
 provisioner's last pass, callouts waiting in the gateway's spool, the last sweep of each entity
 and what it repaired, ids the worker could not fetch, dead letters, the API budget (this
 deployment's share and the tenant's use in all) and a lockout after rejected credentials. Then
-the worker's consumer lag. Everything is read from PostgreSQL and Kafka: no Autotask call.
+the worker's consumer lag. Everything is read through the state's stores in PostgreSQL and from
+Kafka: no Autotask call.
 """
 
 from __future__ import annotations
@@ -13,22 +14,27 @@ import argparse
 import asyncio
 import json
 from collections import Counter
-from datetime import UTC, datetime
-from typing import Any
-
-import asyncpg
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from cli.store import open_store
+from services.provisioner import store as provisioner_store
+from services.webhook_gateway import spool
+from shared.apibudget import store as budget_store
 from shared.connections import store as rows
 from shared.connections.catalogue import environment_connection
-from shared.db.pool import DB_ERRORS, DbSession
-from shared.errors import KafkaError, SyncError
+from shared.db import DbSession, session
+from shared.errors import DatabaseError, KafkaError, SyncError
 from shared.kafka.admin import consumer_lag
 from shared.kafka.reader import read_to_end
 from shared.messages.callout import HEADER_CONNECTION, header_map
 from shared.messages.deadletter import HEADER_ERROR_CLASS
 from shared.messages.topics import Topics
+from shared.reconcile import runs, unresolved
 from shared.settings import AutotaskSettings, load_settings
+
+T = TypeVar("T")
 
 WORKER_GROUP = "autotask-sync-worker"
 
@@ -54,7 +60,7 @@ async def collect(settings: AutotaskSettings, *, only: str | None, group: str) -
     """Everything the screen shows, as data."""
     topics = Topics(prefix=settings.topic_prefix)
     status: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "connections": {}}
-    async with open_store(settings) as store, store.pool.acquire() as db:
+    async with open_store(settings) as store, session(store.pool, "read the status") as db:
         names = await _connection_names(db, settings)
         if only is not None:
             names = [n for n in names if n == only] or [only]
@@ -80,101 +86,92 @@ async def _connection_names(db: DbSession, settings: AutotaskSettings) -> list[s
     return names
 
 
-async def _connection(db: DbSession, name: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {}
-    entry["webhooks"] = [
-        dict(r)
-        for r in await _fetch(
-            db,
-            "SELECT entity, state, autotask_webhook_id, last_callout_at, last_deactivated_at, "
-            "secret_rotated_at FROM webhook_registrations WHERE connection = $1 "
-            "AND state <> 'retired' ORDER BY entity",
-            name,
-        )
-    ]
-    provisioning = await _fetch(
-        db,
-        "SELECT last_pass_at, last_outcome, last_steps, last_error, held_at, held_reason "
-        "FROM webhook_provisioning WHERE connection = $1",
-        name,
-    )
-    entry["provisioner"] = dict(provisioning[0]) if provisioning else None
-    spool = await _fetch(
-        db,
-        "SELECT count(*) AS rows, min(received_at) AS oldest FROM callout_spool "
-        "WHERE connection = $1",
-        name,
-    )
-    entry["spool"] = dict(spool[0]) if spool else {"rows": 0, "oldest": None}
-    entry["sweeps"] = [
-        dict(r)
-        for r in await _fetch(
-            db,
-            "SELECT DISTINCT ON (entity) entity, mode, status, started_at, finished_at, repaired, "
-            "error FROM sync_runs WHERE connection = $1 ORDER BY entity, started_at DESC",
-            name,
-        )
-    ]
-    repaired = await _fetch(
-        db,
-        "SELECT coalesce(sum(repaired), 0) AS repaired FROM sync_runs WHERE connection = $1 "
-        "AND started_at > now() - interval '24 hours'",
-        name,
-    )
-    entry["repaired_last_24h"] = int(repaired[0]["repaired"]) if repaired else 0
-    entry["unresolved_ids"] = {
-        r["entity"]: r["n"]
-        for r in await _fetch(
-            db,
-            "SELECT entity, count(*) AS n FROM unresolved_ids WHERE connection = $1 GROUP BY 1",
-            name,
-        )
-    }
-    entry["api_budget"] = await _budget(db, name)
-    health = await _fetch(
-        db,
-        "SELECT failures, locked_until, failure_reason, failed_at FROM connection_health "
-        "WHERE connection = $1",
-        name,
-    )
-    locked = health[0] if health else None
-    entry["lockout"] = (
-        dict(locked)
-        if locked is not None
-        and locked["locked_until"] is not None
-        and locked["locked_until"] > datetime.now(UTC)
-        else None
-    )
-    return entry
-
-
-async def _budget(db: DbSession, name: str) -> dict[str, Any] | None:
-    budget = await _fetch(
-        db,
-        "SELECT threshold, tenant_calls, timeframe_minutes, read_at FROM api_budget "
-        "WHERE connection = $1",
-        name,
-    )
-    project = await _fetch(
-        db,
-        "SELECT coalesce(sum(calls), 0) AS calls FROM api_calls WHERE connection = $1 "
-        "AND minute > now() - interval '61 minutes'",
-        name,
-    )
-    if not budget and not project:
-        return None
-    reading = dict(budget[0]) if budget else {}
-    return {**reading, "project_calls_last_hour": int(project[0]["calls"]) if project else 0}
-
-
-async def _fetch(db: DbSession, query: str, *args: Any) -> list[asyncpg.Record]:
-    """A read; a table an older schema lacks reads as empty rather than failing the screen."""
+async def _read(read: Awaitable[T], empty: T) -> T:
+    """A store's read; a table an older schema lacks reads as ``empty`` rather than failing
+    the screen."""
     try:
-        return list(await db.fetch(query, *args))
-    except asyncpg.UndefinedTableError:
-        return []
-    except DB_ERRORS as exc:
+        return await read
+    except DatabaseError as exc:
+        if exc.sqlstate == DatabaseError.UNDEFINED_TABLE:
+            return empty
         raise SyncError(f"could not read the status from PostgreSQL: {exc}") from exc
+
+
+async def _connection(db: DbSession, name: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    hooks = await _read(provisioner_store.live_registrations(db, of_connection=name), [])
+    record = await _read(provisioner_store.fetch_record(db, name), None)
+    spooled = await _read(spool.stats(db, connection=name), spool.SpoolStats(0, None))
+    latest = await _read(runs.latest_per_entity(db, name), [])
+    unresolved_ids = await _read(unresolved.count(db, name), {})
+    usage = await _read(budget_store.read_usage(db, [name]), {})
+    health = await _read(budget_store.read_health(db, [name]), {})
+    return {
+        "webhooks": [
+            {
+                "entity": hook.entity,
+                "state": str(hook.state),
+                "autotask_webhook_id": hook.webhook_id,
+                "last_callout_at": hook.last_callout_at,
+                "last_deactivated_at": hook.last_deactivated_at,
+                "secret_rotated_at": hook.secret_rotated_at,
+            }
+            for hook in sorted(hooks, key=lambda hook: hook.entity)
+        ],
+        "provisioner": None
+        if record is None
+        else {
+            "last_pass_at": record.last_pass_at,
+            "last_outcome": record.last_outcome,
+            "last_steps": record.last_steps,
+            "last_error": record.last_error,
+            "held_at": record.held_at,
+            "held_reason": record.held_reason,
+        },
+        "spool": {"rows": spooled.rows, "oldest": spooled.oldest_received_at},
+        "sweeps": [
+            {
+                "entity": run.entity,
+                "mode": run.mode,
+                "status": run.status,
+                "started_at": run.started_at,
+                "finished_at": run.finished_at,
+                "repaired": run.counts.repaired,
+                "error": run.error,
+            }
+            for run in latest
+        ],
+        "repaired_last_24h": await _read(
+            runs.repaired_since(db, name, now - timedelta(hours=24)), 0
+        ),
+        "unresolved_ids": {entity: n for (_, entity), n in sorted(unresolved_ids.items())},
+        "api_budget": _budget(usage.get(name), now),
+        "lockout": _lockout(health.get(name), now),
+    }
+
+
+def _budget(usage: budget_store.UsageRow | None, now: datetime) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    read_at = None if usage.reading_age is None else now - timedelta(seconds=usage.reading_age)
+    return {
+        "threshold": usage.threshold,
+        "tenant_calls": usage.tenant_calls,
+        "timeframe_minutes": usage.timeframe_minutes,
+        "read_at": read_at,
+        "project_calls_last_hour": usage.project_calls,
+    }
+
+
+def _lockout(health: budget_store.HealthRow | None, now: datetime) -> dict[str, Any] | None:
+    if health is None or health.remaining <= 0:
+        return None
+    return {
+        "failures": health.failures,
+        "locked_until": now + timedelta(seconds=health.remaining),
+        "failure_reason": health.reason,
+        "failed_at": health.failed_at,
+    }
 
 
 async def _dead_letters(settings: AutotaskSettings, topics: Topics) -> dict[str, Any]:

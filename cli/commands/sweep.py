@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from tqdm import tqdm
 
 from shared.connections.catalogue import ConnectionCatalogue, ServedConnection
-from shared.db import create_pool
+from shared.db import Pool, create_pool
 from shared.entities import REGISTRY, EntitySpec, find_rest_name
 from shared.errors import ConfigError, KafkaError
 from shared.kafka import make_producer, require_topics
@@ -151,7 +150,7 @@ async def _run(
 @asynccontextmanager
 async def reconciliation(
     settings: SweepSettings,
-) -> AsyncIterator[tuple[Reconciler, ConnectionCatalogue, asyncpg.Pool]]:
+) -> AsyncIterator[tuple[Reconciler, ConnectionCatalogue, Pool]]:
     """The pool, the Kafka producer and the connections a command's runs need."""
     topics = Topics(prefix=settings.topic_prefix)
     # Every change topic a run may publish to, and the control topic (BackfillFinished).

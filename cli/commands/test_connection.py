@@ -23,6 +23,7 @@ from cli.checks import Report, check, explain, render_json, render_text
 from cli.store import open_store
 from shared.autotask import Connection
 from shared.connections import store as rows
+from shared.db import session
 from shared.errors import ConfigError, SyncError
 from shared.scope.rules import SyncScope
 from shared.settings import AutotaskSettings, load_settings
@@ -87,7 +88,7 @@ async def check_from_args(args: argparse.Namespace) -> Report:
 
 
 async def _stored(settings: AutotaskSettings, name: str) -> tuple[Connection, SyncScope]:
-    async with open_store(settings) as store, store.pool.acquire() as db:
+    async with open_store(settings) as store, session(store.pool, "read the connection") as db:
         row = await rows.fetch_one(db, name)
     if row is None:
         raise ConfigError(

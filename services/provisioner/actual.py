@@ -19,13 +19,11 @@ from services.provisioner import naming
 from services.provisioner.desired import EntityMetadata
 from services.provisioner.store import RegistrationSummary
 from shared.autotask import AutotaskClient, Child, F, FieldInfo, Priority, Query
-from shared.entities import EntitySpec, by_rest_name, webhook_entities
+from shared.entities import EntitySpec, by_rest_name, by_webhook_root, webhook_entities
 from shared.errors import NotFoundError, PermissionDeniedError
 from shared.scope.rules import WebhookEvent
 
 NOW = Priority.INTERACTIVE
-NO_UDF_CHILD = frozenset({"TicketNoteWebhooks"})
-"""Roots without a UdfFields child (ticket notes have no UDFs; autotask-api.md §7)."""
 _EVENT_KEYS: dict[WebhookEvent, str] = {
     "create": "isSubscribedToCreateEvents",
     "update": "isSubscribedToUpdateEvents",
@@ -105,7 +103,7 @@ async def _entity_metadata(client: AutotaskClient, spec: EntitySpec) -> EntityMe
     field_ids = _picklist(await client.field_info(child_entity(root, "Fields")), "fieldID")
     udf_ids: dict[str, int] | None = None
     udfs: list[Any] = []
-    if root not in NO_UDF_CHILD:
+    if spec.webhook_udf_child:
         udf_ids = {}
         if info.has_user_defined_fields:
             udfs = await client.udf_definitions(spec.rest_name)
@@ -187,7 +185,7 @@ async def _with_children(client: AutotaskClient, webhook: ActualWebhook) -> Actu
 
     fields = await client.list_children(child("Fields"), priority=NOW)
     udfs: list[dict[str, Any]] = []
-    if webhook.root not in NO_UDF_CHILD:
+    if by_webhook_root(webhook.root).webhook_udf_child:
         udfs = await client.list_children(child("UdfFields"), priority=NOW)
     excluded = await client.list_children(child("ExcludedResources"), priority=NOW)
     return replace(
@@ -260,7 +258,6 @@ def _str_or_none(value: Any) -> str | None:
 
 
 __all__ = [
-    "NO_UDF_CHILD",
     "ActualChild",
     "ActualState",
     "ActualWebhook",

@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-import asyncpg
-
 from services.provisioner import rotate
 from services.provisioner import store as provisioning
 from services.provisioner.desired import DesiredWebhook
@@ -55,6 +53,7 @@ from services.provisioner.plan import (
 )
 from shared import registrations
 from shared.autotask import AutotaskClient, Child, Priority
+from shared.db import Pool, session
 from shared.entities import by_rest_name
 from shared.errors import KafkaError, NotFoundError, PermissionDeniedError, SyncError
 from shared.logging import get_logger
@@ -137,7 +136,7 @@ class Executor:
         *,
         connection: str,
         client: AutotaskClient,
-        pool: asyncpg.Pool,
+        pool: Pool,
         box: SecretBox | None,
         publisher: SweepPublisher | None,
         config: ExecutorConfig,
@@ -211,7 +210,7 @@ class Executor:
     async def _reactivate(self, step: Step, chain: _Chain) -> Outcome:
         assert isinstance(step, Reactivate)
         if step.registration_id:
-            async with self.pool.acquire() as db:  # the journal: it was down
+            async with session(self.pool, "record a deactivated webhook") as db:  # it was down
                 await registrations.set_state(
                     db, step.registration_id, RegistrationState.DEACTIVATED
                 )
@@ -295,7 +294,7 @@ class Executor:
 
     async def _end_rotation(self, step: Step, chain: _Chain) -> Outcome:
         assert isinstance(step, EndRotation)
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "end a secret rotation") as db:
             await registrations.end_rotation(db, step.registration_id)
         return "done"
 
@@ -316,7 +315,7 @@ class Executor:
                     "the next pass tries again",
                     retriable=True,
                 )
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "record an active webhook") as db:
             await registrations.set_state(
                 db,
                 registration_id,
@@ -330,7 +329,7 @@ class Executor:
 
     async def _retire(self, step: Step, chain: _Chain) -> Outcome:
         assert isinstance(step, RetireRegistration)
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "retire a webhook registration") as db:
             await registrations.set_state(db, step.registration_id, RegistrationState.RETIRED)
         return "done"
 
@@ -357,7 +356,7 @@ class Executor:
         self, webhook: DesiredWebhook, registration_id: str | None, chain: _Chain
     ) -> None:
         box = self._box()
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "prepare a webhook registration") as db:
             if registration_id is None:
                 registration = await registrations.create_pending(
                     db, box, of_connection=self.connection, entity=webhook.entity
@@ -390,7 +389,7 @@ class Executor:
             ) from exc
         chain.wrote = True
         chain.webhook_id = webhook_id
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "record a created webhook") as db:
             await registrations.set_state(
                 db,
                 registration.registration_id,
@@ -400,7 +399,7 @@ class Executor:
             await provisioning.confirm_secret(db, registration.registration_id)  # it has it
 
     async def _owe(self, sweep: RequestSweep) -> None:
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "owe a catch-up sweep") as db:
             await provisioning.owe_sweep(
                 db,
                 of_connection=self.connection,
@@ -465,7 +464,7 @@ class Executor:
 
 
 async def publish_owed(
-    pool: asyncpg.Pool, publisher: SweepPublisher, sweeps: Sequence[provisioning.OwedSweep]
+    pool: Pool, publisher: SweepPublisher, sweeps: Sequence[provisioning.OwedSweep]
 ) -> int:
     """Publish owed sweep requests and settle each once Kafka has it; returns how many."""
     published = 0
@@ -479,7 +478,7 @@ async def publish_owed(
                 at=datetime.now(UTC),
             )
         )
-        async with pool.acquire() as db:
+        async with session(pool, "settle an owed catch-up sweep") as db:
             await provisioning.settle_sweep(db, sweep)
         published += 1
     return published

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError as AIOKafkaError
 
 from shared.errors import KafkaError, MessageError
 from shared.kafka import produce
+from shared.kafka.errors import kafka_errors
 from shared.logging import get_logger
 from shared.messages.control import (
     ReprovisionRequested,
@@ -67,15 +67,16 @@ async def consume(consumer: AIOKafkaConsumer, notify: Notify, stop: asyncio.Even
     """Hand every deactivation / reprovision event to ``notify`` until ``stop``."""
     while not stop.is_set():
         try:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
-            handled = 0
-            for messages in batches.values():
-                for message in messages:
-                    handle(message.value, notify)
-                    handled += 1
-            if handled:
-                await consumer.commit()
-        except AIOKafkaError as exc:
+            with kafka_errors("consume the control topic"):
+                batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                handled = 0
+                for messages in batches.values():
+                    for message in messages:
+                        handle(message.value, notify)
+                        handled += 1
+                if handled:
+                    await consumer.commit()
+        except KafkaError as exc:
             log.warning("control topic unavailable; retrying", error=repr(exc))
             try:
                 await asyncio.wait_for(stop.wait(), timeout=_RETRY.total_seconds())

@@ -1,8 +1,8 @@
 """The desired webhooks of one connection: pure, from settings, scope and the tenant's metadata.
 
-For every selected entity (default Tickets and Companies, of those the connection syncs) the
-connection wants one webhook named by :mod:`naming`, calling the gateway, subscribed to the
-configured events, with
+For every selected entity (``AUTOTASK_SYNC_WEBHOOK_ENTITIES``, by default the registry's
+``webhook_by_default`` entries, of those the connection syncs) the connection wants one webhook
+named by :mod:`naming`, calling the gateway, subscribed to the configured events, with
 
 - every standard and UDF field the entity reports as a supported webhook field subscribed (so
   any change fires), unless the scope lists the subscribed fields;
@@ -287,7 +287,7 @@ def _desired_webhook(
         fields=fields,
         udf_fields=udf_fields,
         excluded_resources=excluded,
-        has_udf_child=meta.udf_ids is not None,
+        has_udf_child=spec.webhook_udf_child,
     )
 
 

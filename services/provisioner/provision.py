@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-import asyncpg
-
 from services.provisioner import actual as observed
 from services.provisioner import store as provisioning
 from services.provisioner.actual import ActualState
@@ -37,6 +35,7 @@ from services.provisioner.plan import CreateWebhook, DeleteWebhook, Plan, plan
 from services.provisioner.settings import ProvisionerSettings
 from shared.autotask import AutotaskClient, BudgetConfig, ClientConfig, LimiterConfig, Priority
 from shared.connections.catalogue import ServedConnection
+from shared.db import Pool, session
 from shared.entities import webhook_entities
 from shared.errors import KafkaError, SyncError
 from shared.logging import get_logger
@@ -100,7 +99,7 @@ class Provisioner:
         self,
         *,
         settings: ProvisionerSettings,
-        pool: asyncpg.Pool,
+        pool: Pool,
         box: SecretBox | None,
         publisher: SweepPublisher | None,
         metadata_ttl: timedelta = timedelta(0),
@@ -139,7 +138,7 @@ class Provisioner:
                 unreadable=cached.refused,
             )
         webhooks, unread = await observed.read_webhooks(client, connection=name)
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "read the webhook registrations") as db:
             live = await provisioning.live_registrations(db, of_connection=name)
         actual = ActualState(name, tuple(webhooks), tuple(live), unread)
         return Observation(name, desired, actual, api_user)
@@ -214,7 +213,7 @@ class Provisioner:
         release_hold: bool,
     ) -> PassResult:
         name = served.name
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "read the provisioning record") as db:
             record = await provisioning.fetch_record(db, name)
             held = record is not None and record.held_at is not None
             if held and release_hold and mode == "apply":
@@ -250,7 +249,7 @@ class Provisioner:
             PROVISIONER_APPLY_SECONDS.labels(name).observe(time.perf_counter() - started)
         await self._drain_sweeps(name, report)
         if mode == "teardown":
-            async with self.pool.acquire() as db:
+            async with session(self.pool, "hold a torn-down connection") as db:
                 await provisioning.hold(db, name, f"teardown ({trigger})")
         outcome: provisioning.PassOutcome = "in_sync" if the_plan.empty else "applied"
         error = None
@@ -258,7 +257,7 @@ class Provisioner:
             outcome = "failed"
             error = "; ".join(f"{r.step.entity}: {r.error}" for r in report.failures)
             self._cache.pop(name, None)
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "record the provisioning pass") as db:
             await provisioning.record_pass(
                 db,
                 name,
@@ -284,7 +283,7 @@ class Provisioner:
         if self.publisher is None:
             return
         failed = report.failed_entities()
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "read the owed catch-up sweeps") as db:
             owed = [
                 s
                 for s in await provisioning.owed_sweeps(db, of_connection=name)

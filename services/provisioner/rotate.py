@@ -17,20 +17,19 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import asyncpg
 from pydantic import SecretStr
 
 from services.provisioner import store as provisioning
 from shared import registrations
 from shared.autotask import AutotaskClient, Priority
-from shared.db import DbSession
+from shared.db import DbSession, Pool, session
 from shared.errors import ConfigError
 from shared.secrets import SecretBox
 
 
 async def rotate(
     *,
-    pool: asyncpg.Pool,
+    pool: Pool,
     client: AutotaskClient,
     box: SecretBox,
     root: str,
@@ -41,7 +40,7 @@ async def rotate(
     resume: bool,
 ) -> None:
     """Rotate (or, with ``resume``, finish rotating) one webhook's secret."""
-    async with pool.acquire() as db:
+    async with session(pool, "give a webhook a new secret") as db:
         if resume:
             current = await _current_secret(db, registration_id, box)
             await provisioning.extend_overlap(db, registration_id, overlap)
@@ -58,7 +57,7 @@ async def rotate(
         {"id": webhook_id, "secretKey": current.get_secret_value()},
         priority=Priority.INTERACTIVE,
     )
-    async with pool.acquire() as db:
+    async with session(pool, "confirm a webhook's new secret") as db:
         await provisioning.confirm_secret(db, registration_id)
 
 

@@ -1,7 +1,7 @@
 """Settings of the provisioner (read once at start; docs/configuration.md lists them).
 
 They are the deployment-wide defaults of every connection's webhooks; a connection's scope
-(``webhooks`` in shared/scope.py) overrides them for that connection. They derive from
+(``webhooks`` in shared/scope/rules.py) overrides them for that connection. They derive from
 :class:`~shared.settings.AutotaskSettings`, so the environment connection is served too.
 """
 
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
-from shared.entities import find_rest_name, webhook_entities
+from shared.entities import default_webhook_entities, find_rest_name, webhook_entities
 from shared.scope.rules import WebhookEvent
 from shared.settings import AutotaskSettings, Duration
 
@@ -46,7 +46,7 @@ class ProvisionerSettings(AutotaskSettings):
         "{url}/v1/callouts/{registration} and {url}/v1/deactivations/{registration}.",
     )
     webhook_entities: CommaList = Field(
-        default=("Tickets", "Companies"),
+        default=tuple(spec.rest_name for spec in default_webhook_entities()),
         description="Entities that get a webhook, comma-separated REST names (of those the "
         "connection's scope syncs).",
     )

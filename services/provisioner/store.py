@@ -8,7 +8,7 @@
 - unconfirmed secrets: a rotation marks the registration before Autotask has the new secret.
 - :func:`apply_lock`: one apply per connection at a time, across processes (advisory lock).
 
-asyncpg errors become :class:`~shared.errors.DatabaseError` here.
+A failed statement is a :class:`~shared.errors.DatabaseError`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-import asyncpg
-
-from shared.db.pool import DbSession, guarded
+from shared.db import DbSession, Pool, guarded, session
 from shared.registrations import RegistrationState
 
 PassOutcome = Literal["in_sync", "applied", "failed"]
@@ -49,6 +47,7 @@ class RegistrationSummary:
     last_verified_at: datetime | None = None
     last_callout_at: datetime | None = None
     last_deactivated_at: datetime | None = None
+    secret_rotated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +80,7 @@ async def live_registrations(db: DbSession, *, of_connection: str) -> list[Regis
             "SELECT registration_id, connection, entity, state, autotask_webhook_id, "
             "webhook_guid, desired_hash, secret_unconfirmed_since IS NOT NULL AS unconfirmed, "
             "secret_previous IS NOT NULL AS has_previous, previous_valid_until, created_at, "
-            "last_verified_at, last_callout_at, last_deactivated_at "
+            "last_verified_at, last_callout_at, last_deactivated_at, secret_rotated_at "
             "FROM webhook_registrations WHERE connection = $1 AND state <> 'retired' "
             "ORDER BY created_at, registration_id",
             of_connection,
@@ -104,6 +103,7 @@ async def live_registrations(db: DbSession, *, of_connection: str) -> list[Regis
             last_verified_at=row["last_verified_at"],
             last_callout_at=row["last_callout_at"],
             last_deactivated_at=row["last_deactivated_at"],
+            secret_rotated_at=row["secret_rotated_at"],
         )
         for row in rows
     ]
@@ -267,12 +267,10 @@ async def settle_sweep(db: DbSession, sweep: OwedSweep) -> None:
 
 # --- one apply per connection ---------------------------------------------------------------
 @asynccontextmanager
-async def apply_lock(
-    pool: asyncpg.Pool, of_connection: str, *, wait: timedelta
-) -> AsyncIterator[bool]:
+async def apply_lock(pool: Pool, of_connection: str, *, wait: timedelta) -> AsyncIterator[bool]:
     """Hold the connection's apply lock for the block; yields False if another process held it
     for longer than ``wait`` (``wait`` zero: try once)."""
-    async with pool.acquire() as db:
+    async with session(pool, f"hold the provisioning lock of {of_connection!r}") as db:
         deadline = time.monotonic() + wait.total_seconds()
         while True:
             taken = await guarded(

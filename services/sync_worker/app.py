@@ -13,8 +13,6 @@ import asyncio
 from datetime import timedelta
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import IllegalStateError
-from aiokafka.errors import KafkaError as AIOKafkaError
 
 from services.sync_worker.coalesce import WindowPolicy
 from services.sync_worker.dlq import DeadLetters
@@ -22,8 +20,10 @@ from services.sync_worker.pipeline import CalloutPipeline, PipelineConfig
 from services.sync_worker.settings import WorkerSettings
 from shared.connections.catalogue import ConnectionCatalogue
 from shared.entities import synced_entities
+from shared.errors import KafkaError
 from shared.kafka import make_consumer, require_topics, started
 from shared.kafka.consumer import ConsumerConfig, StreamConsumer
+from shared.kafka.errors import kafka_errors
 from shared.logging import get_logger
 from shared.messages.topics import Topics
 from shared.metrics import WORKER_CONSUMER_LAG, WORKER_IN_FLIGHT
@@ -139,8 +139,9 @@ async def _report_lag(
             if highwater is None:
                 continue
             try:
-                position = await consumer.position(partition)
-            except (IllegalStateError, AIOKafkaError):
+                with kafka_errors("read the consumer's position"):
+                    position = await consumer.position(partition)
+            except KafkaError:
                 continue  # revoked meanwhile, or the broker is away: the next round measures
             WORKER_CONSUMER_LAG.labels(str(partition.partition)).set(max(0, highwater - position))
 

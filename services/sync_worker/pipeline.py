@@ -21,13 +21,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-
 from services.sync_worker import fetch as fetching
 from services.sync_worker.coalesce import Coalescer, Item, Unit, WindowPolicy
 from services.sync_worker.dlq import DeadLetters
 from shared.connections.catalogue import ConnectionCatalogue
-from shared.db.pool import DB_ERRORS, database_error
+from shared.db import Pool, db_errors, session
 from shared.entities import EntitySpec, by_callout_type, find_rest_name
 from shared.errors import MessageError, SyncError
 from shared.kafka.consumer import Record
@@ -92,7 +90,7 @@ class CalloutPipeline:
         self,
         *,
         catalogue: ConnectionCatalogue,
-        pool: asyncpg.Pool,
+        pool: Pool,
         mirror: Mirror,
         dead_letters: DeadLetters,
         finished: Finished,
@@ -167,14 +165,6 @@ class CalloutPipeline:
         await self._handle_poison()
         if self._active:
             await asyncio.wait(self._active)
-
-    async def drain(self) -> None:
-        """Process everything buffered now (used when partitions are revoked)."""
-        await self._dispatch(self._coalescer.flush())
-
-    @property
-    def buffered(self) -> int:
-        return self._coalescer.waiting
 
     def _window(self, connection: str) -> timedelta:
         usage = None
@@ -272,12 +262,10 @@ class CalloutPipeline:
         self._finished(unit.messages)
 
     async def _attempt(self, unit: Unit) -> None:
-        """One try; PostgreSQL's own exceptions (a lost connection while borrowing one from the
+        """One try; PostgreSQL's own exceptions (a lost session while borrowing one from the
         pool, say) become DatabaseError, so the unit is retried rather than lost."""
-        try:
+        with db_errors("apply the callouts"):
             await self._apply(unit)
-        except DB_ERRORS as exc:
-            raise database_error(exc, "apply the callouts") from exc
 
     async def _apply(self, unit: Unit) -> None:
         connection, entity = unit.connection, unit.entity
@@ -326,7 +314,7 @@ class CalloutPipeline:
                     sequences=unit.sequences,
                 )
             )
-        async with self._pool.acquire() as db:
+        async with session(self._pool, "record the ids left unresolved") as db:
             if fetched.missing:
                 await unresolved.record(
                     db, connection, entity.rest_name, fetched.missing, reason="not returned"

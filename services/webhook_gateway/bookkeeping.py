@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 from datetime import datetime, timedelta
 
-import asyncpg
-
-from shared.db.pool import DB_ERRORS
+from shared.db import Pool, session
 from shared.errors import DatabaseError
 from shared.logging import get_logger
 from shared.registrations import record_callouts
@@ -25,7 +23,7 @@ log = get_logger(__name__)
 class LastCallouts:
     """The latest accepted callout time per registration, flushed in batches."""
 
-    def __init__(self, *, pool: asyncpg.Pool, interval: timedelta) -> None:
+    def __init__(self, *, pool: Pool, interval: timedelta) -> None:
         self._pool = pool
         self._interval = interval.total_seconds()
         self._pending: dict[str, datetime] = {}
@@ -43,9 +41,9 @@ class LastCallouts:
         batch, self._pending = self._pending, {}
         try:
             async with asyncio.timeout(max(self._interval, 5.0)):
-                async with self._pool.acquire() as db:
+                async with session(self._pool, "record when callouts were last seen") as db:
                     await record_callouts(db, batch)
-        except (DatabaseError, TimeoutError, *DB_ERRORS) as exc:
+        except (DatabaseError, TimeoutError) as exc:
             for registration_id, at in batch.items():
                 self.saw(registration_id, at)
             log.warning("could not record when callouts were last seen", error=repr(exc))

@@ -22,11 +22,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-
 from services.webhook_gateway.durability import Durability, Unavailable
 from services.webhook_gateway.routing import OutboundMessage
-from shared.db.pool import DB_ERRORS
+from shared.db import Pool, session
 from shared.errors import DatabaseError
 from shared.logging import get_logger
 from shared.messages.control import WebhookDeactivated, encode_control
@@ -70,7 +68,7 @@ class DeactivationNotices:
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
+        pool: Pool,
         durability: Durability,
         topics: Topics,
         interval: timedelta,
@@ -159,12 +157,10 @@ class DeactivationNotices:
     async def _claim(self, registration_id: str) -> bool:
         try:
             async with asyncio.timeout(_CLAIM_TIMEOUT.total_seconds()):
-                async with self._pool.acquire() as db:
+                async with session(self._pool, "record a deactivation") as db:
                     return await claim_deactivation(db, registration_id, interval=self._interval)
         except TimeoutError:
             raise DatabaseError("recording a deactivation timed out") from None
-        except DB_ERRORS as exc:
-            raise DatabaseError(f"could not reach PostgreSQL: {exc!r}") from exc
 
 
 __all__ = ["DeactivationNotices", "Throttle"]

@@ -1,7 +1,7 @@
 """Moving spooled messages to Kafka: one drainer across replicas, id order, delete after ack.
 
 Every replica runs a :class:`Drainer`; the one holding a PostgreSQL advisory lock (on a
-connection of its own, so the lock lives exactly as long as that session) drains, the others wait
+session of its own, so the lock lives exactly as long as that session) drains, the others wait
 for it. A round reads the oldest rows in id order and, per topic (order is per key, so per topic),
 sends the first alone (a probe: while Kafka is away only one message waits in the producer),
 then the rest pipelined in order, and deletes a topic's rows only once Kafka acknowledged all of
@@ -18,13 +18,11 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-
 from services.webhook_gateway import spool
 from services.webhook_gateway.durability import Durability
 from services.webhook_gateway.producer import ProducerLink
 from services.webhook_gateway.routing import OutboundMessage
-from shared.db.pool import DB_ERRORS, connect
+from shared.db import DbSession, DedicatedSession, Pool, connect, guarded, session
 from shared.errors import DatabaseError, KafkaError
 from shared.logging import get_logger
 from shared.metrics import (
@@ -68,7 +66,7 @@ class Drainer:
         self._durability = durability
         self._batch = batch
         self._interval = interval.total_seconds()
-        self._connection: asyncpg.Connection | None = None
+        self._db: DedicatedSession | None = None
         """The drainer's own session, kept open whether or not it holds the lock."""
         self._locked = False
         self._wake = wake or asyncio.Event()
@@ -79,8 +77,8 @@ class Drainer:
 
     @property
     def holds_lock(self) -> bool:
-        connection = self._connection
-        return self._locked and connection is not None and not connection.is_closed()
+        db = self._db
+        return self._locked and db is not None and not db.is_closed()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Drain until ``stop``; never raises for PostgreSQL or Kafka trouble."""
@@ -111,10 +109,10 @@ class Drainer:
     async def _guarded_round(self) -> int:
         self._found_empty = False
         try:
-            connection = await self._lock()
-            if connection is None:
+            db = await self._lock()
+            if db is None:
                 return 0
-            return await self._drain_round(connection)
+            return await self._drain_round(db)
         except DatabaseError as exc:
             log.warning("spool drainer lost PostgreSQL; retrying", error=str(exc))
         except Exception:  # whatever a driver raises, the drainer must keep going
@@ -133,42 +131,45 @@ class Drainer:
                 waiter.cancel()
         self._wake.clear()
 
-    async def _lock(self) -> asyncpg.Connection | None:
+    async def _lock(self) -> DedicatedSession | None:
         """Our locked session, taking the lock if it is free; None while another replica holds
         it (the session stays open, to try again next round without reconnecting)."""
         if self.holds_lock:
-            return self._connection
-        connection = self._connection
-        if connection is None or connection.is_closed():
+            return self._db
+        db = self._db
+        if db is None or db.is_closed():
             await self._release()
-            connection = await self._connect()
-            self._connection = connection
+            db = await self._connect()
+            self._db = db
         try:
-            locked = await connection.fetchval("SELECT pg_try_advisory_lock($1)", DRAINER_LOCK)
-        except DB_ERRORS as exc:
+            locked = await guarded(
+                db.fetchval("SELECT pg_try_advisory_lock($1)", DRAINER_LOCK),
+                "take the spool drainer lock",
+            )
+        except DatabaseError:
             await self._release()
-            raise DatabaseError(f"could not take the spool drainer lock: {exc}") from exc
+            raise
         if not locked:
             return None
         log.info("this replica drains the spool")
         self._locked = True
-        return connection
+        return db
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def _connect(self) -> DedicatedSession:
         connecting = asyncio.ensure_future(connect(self._dsn))
         try:
             return await asyncio.shield(connecting)
-        except asyncio.CancelledError:  # stopping: a connection that arrives anyway is closed
+        except asyncio.CancelledError:  # stopping: a session that arrives anyway is closed
             connecting.add_done_callback(_terminate_when_connected)
             raise
 
     async def _release(self) -> None:
-        connection, self._connection = self._connection, None
+        db, self._db = self._db, None
         self._locked = False
-        if connection is not None:
-            await _close(connection)  # ends the session, which releases the lock
+        if db is not None:
+            await _close(db)  # ends the session, which releases the lock
 
-    async def _drain_round(self, db: asyncpg.Connection) -> int:
+    async def _drain_round(self, db: DedicatedSession) -> int:
         """One batch; returns how many rows were moved (0 when nothing could be)."""
         mark = self._durability.mark()
         rows = await spool.oldest(db, limit=self._batch)
@@ -184,16 +185,16 @@ class Drainer:
         # Topics are drained side by side, so a topic Kafka refuses (say, one that was never
         # created) holds up only its own rows, not every callout behind them. They share the
         # locked session, one statement at a time.
-        session = asyncio.Lock()
+        in_turn = asyncio.Lock()
         moved = await asyncio.gather(
-            *(self._drain_topic(db, session, group) for group in by_topic.values())
+            *(self._drain_topic(db, in_turn, group) for group in by_topic.values())
         )
         return sum(moved)
 
     async def _drain_topic(
         self,
-        db: asyncpg.Connection,
-        session: asyncio.Lock,
+        db: DbSession,
+        in_turn: asyncio.Lock,
         group: list[spool.SpooledMessage],
     ) -> int:
         """One topic's rows: the first alone (a probe: while Kafka is away only one message
@@ -209,10 +210,10 @@ class Drainer:
                 rows=len(group),
                 error=str(exc),
             )
-            async with session:
+            async with in_turn:
                 await spool.record_failure(db, ids, str(exc))
             return 0
-        async with session:
+        async with in_turn:
             await spool.delete(db, ids)
         GATEWAY_SPOOL_DRAINED.inc(len(ids))
         log.info("moved spooled messages to Kafka", topic=group[0].topic, rows=len(ids))
@@ -222,7 +223,7 @@ class Drainer:
 class SpoolWatcher:
     """Counts the spool every ``interval``: metrics, and whether new callouts must spool."""
 
-    def __init__(self, *, pool: asyncpg.Pool, durability: Durability, interval: timedelta) -> None:
+    def __init__(self, *, pool: Pool, durability: Durability, interval: timedelta) -> None:
         self._pool = pool
         self._durability = durability
         self._interval = interval.total_seconds()
@@ -233,9 +234,9 @@ class SpoolWatcher:
         mark = self._durability.mark()
         try:
             async with asyncio.timeout(max(self._interval, 1.0)):
-                async with self._pool.acquire() as db:
+                async with session(self._pool, "count the spool") as db:
                     stats = await spool.stats(db)
-        except (DatabaseError, TimeoutError, *DB_ERRORS) as exc:
+        except (DatabaseError, TimeoutError) as exc:
             if not self._failing:
                 log.warning("could not count the spool", error=repr(exc))
             self._failing = True
@@ -256,17 +257,17 @@ class SpoolWatcher:
                 await asyncio.wait_for(stop.wait(), self._interval)
 
 
-def _terminate_when_connected(connecting: asyncio.Future[asyncpg.Connection]) -> None:
+def _terminate_when_connected(connecting: asyncio.Future[DedicatedSession]) -> None:
     if connecting.cancelled():
         return
     if connecting.exception() is None:
         connecting.result().terminate()
 
 
-async def _close(db: asyncpg.Connection) -> None:
+async def _close(db: DedicatedSession) -> None:
     try:
-        await asyncio.wait_for(db.close(), 5)
-    except (TimeoutError, *DB_ERRORS):
+        await asyncio.wait_for(guarded(db.close(), "close the spool drainer's session"), 5)
+    except (DatabaseError, TimeoutError):
         db.terminate()
 
 

@@ -28,12 +28,10 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-import asyncpg
-
 from services.webhook_gateway import spool
 from services.webhook_gateway.producer import DeadlineMissed, ProducerLink
 from services.webhook_gateway.routing import OutboundMessage
-from shared.db.pool import DB_ERRORS
+from shared.db import Pool, session
 from shared.errors import DatabaseError, KafkaError, SyncError
 from shared.logging import get_logger
 from shared.metrics import GATEWAY_PRODUCE_FAILURES, GATEWAY_PRODUCE_SECONDS, GATEWAY_SPOOLED
@@ -65,13 +63,13 @@ class SpoolMark:
 SpoolWriter = Callable[[OutboundMessage], Awaitable[int]]
 
 
-def pool_spool_writer(pool: asyncpg.Pool, *, deadline: timedelta) -> SpoolWriter:
+def pool_spool_writer(pool: Pool, *, deadline: timedelta) -> SpoolWriter:
     """Spool writes through ``pool``, each bounded by ``deadline`` (acquiring included)."""
 
     async def write(message: OutboundMessage) -> int:
         try:
             async with asyncio.timeout(deadline.total_seconds()):
-                async with pool.acquire() as db:
+                async with session(pool, "reach the spool") as db:
                     return await spool.append(
                         db,
                         of_connection=message.connection,
@@ -86,9 +84,6 @@ def pool_spool_writer(pool: asyncpg.Pool, *, deadline: timedelta) -> SpoolWriter
             raise DatabaseError(
                 f"the spool write took longer than {deadline.total_seconds():g} s"
             ) from None
-        except DB_ERRORS as exc:
-            # acquire() connects, and a failed connect is not wrapped by spool.append.
-            raise DatabaseError(f"could not reach the spool: {exc!r}") from exc
 
     return write
 

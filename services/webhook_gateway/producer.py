@@ -24,11 +24,11 @@ from itertools import groupby
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError as AIOKafkaError
 
 from services.webhook_gateway.routing import OutboundMessage
 from shared.errors import KafkaError
 from shared.kafka import OutgoingMessage, make_producer, produce, produce_many
+from shared.kafka.errors import kafka_errors
 from shared.logging import get_logger
 from shared.metrics import KAFKA_PRODUCE_ERRORS, KAFKA_PRODUCED
 
@@ -63,15 +63,11 @@ class ProducerLink:
         self._warm_topics = tuple(warm_topics)
         self._factory = factory or (lambda: make_producer(bootstrap_servers, client_id=client_id))
         self._producer: AIOKafkaProducer | None = None
-        self._connected = asyncio.Event()
 
     @property
     def connected(self) -> bool:
         """Whether the producer has started (it may still find no broker right now)."""
         return self._producer is not None
-
-    async def wait_connected(self) -> None:
-        await self._connected.wait()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start the producer, trying again until it starts or ``stop`` is set."""
@@ -80,8 +76,9 @@ class ProducerLink:
             attempt += 1
             producer = self._factory()
             try:
-                await producer.start()
-            except (AIOKafkaError, OSError) as exc:
+                with kafka_errors("start the Kafka producer"):
+                    await producer.start()
+            except (KafkaError, OSError) as exc:
                 await _quietly_stop(producer)
                 log.warning(
                     "Kafka is not reachable yet; callouts go to the spool meanwhile",
@@ -97,7 +94,6 @@ class ProducerLink:
                 await _quietly_stop(producer)
                 raise
             self._producer = producer
-            self._connected.set()
             log.info("Kafka producer connected", bootstrap_servers=self._bootstrap, attempt=attempt)
         await self._warm()
 
@@ -108,8 +104,9 @@ class ProducerLink:
             return
         for topic in self._warm_topics:
             try:
-                await asyncio.wait_for(producer.partitions_for(topic), 5)
-            except (AIOKafkaError, TimeoutError) as exc:
+                with kafka_errors(f"read the metadata of {topic}"):
+                    await asyncio.wait_for(producer.partitions_for(topic), 5)
+            except (KafkaError, TimeoutError) as exc:
                 log.warning("could not read a topic's metadata", topic=topic, error=repr(exc))
 
     def _require(self) -> AIOKafkaProducer:
@@ -139,22 +136,21 @@ class ProducerLink:
         ack: asyncio.Future[Any] | None = None
         try:
             async with asyncio.timeout(deadline):
-                ack = await producer.send(
-                    message.topic,
-                    value=message.value,
-                    key=message.key,
-                    headers=list(message.headers),
-                )
-                # Shielded: at the deadline the wait ends, the send does not.
-                await asyncio.shield(ack)
+                with kafka_errors(f"send a message to {message.topic}"):
+                    ack = await producer.send(
+                        message.topic,
+                        value=message.value,
+                        key=message.key,
+                        headers=list(message.headers),
+                    )
+                    # Shielded: at the deadline the wait ends, the send does not.
+                    await asyncio.shield(ack)
         except TimeoutError:
             pending = ack if ack is not None and not ack.done() else None
             raise DeadlineMissed(f"no acknowledgement within {deadline:g} s", pending) from None
-        except AIOKafkaError as exc:
+        except KafkaError:
             KAFKA_PRODUCE_ERRORS.labels(message.topic).inc()
-            raise KafkaError(
-                f"Kafka did not acknowledge a message to {message.topic}: {exc!r}"
-            ) from exc
+            raise
         KAFKA_PRODUCED.labels(message.topic).inc()
 
     async def send_in_order(self, messages: Sequence[OutboundMessage]) -> None:
@@ -170,10 +166,8 @@ class ProducerLink:
     async def ping(self) -> None:
         """A metadata round trip to the cluster (for readiness); KafkaError when it fails."""
         producer = self._require()
-        try:
+        with kafka_errors("read the cluster's metadata"):
             await producer.client.fetch_all_metadata()
-        except AIOKafkaError as exc:
-            raise KafkaError(f"Kafka did not answer a metadata request: {exc!r}") from exc
 
     async def close(self, *, budget: timedelta = timedelta(seconds=5)) -> None:
         """Flush what the producer holds and close it, for at most ``budget``. Idempotent.
@@ -191,8 +185,9 @@ async def _quietly_stop(
     producer: AIOKafkaProducer, *, budget: timedelta = timedelta(seconds=5)
 ) -> None:
     try:
-        await asyncio.wait_for(producer.stop(), budget.total_seconds())
-    except (AIOKafkaError, OSError, TimeoutError) as exc:
+        with kafka_errors("stop the Kafka producer"):
+            await asyncio.wait_for(producer.stop(), budget.total_seconds())
+    except (KafkaError, OSError, TimeoutError) as exc:
         log.warning("the Kafka producer did not stop cleanly", error=repr(exc))
 
 

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
-from shared.db.pool import DbSession, guarded
+from shared.db import DbSession, Record, guarded
 
 _MAX_ERROR = 500
 
@@ -39,7 +37,7 @@ class SpooledMessage:
     attempts: int
 
     @classmethod
-    def from_record(cls, record: asyncpg.Record) -> SpooledMessage:
+    def from_record(cls, record: Record) -> SpooledMessage:
         return cls(
             id=record["id"],
             connection=record["connection"],
@@ -152,10 +150,14 @@ async def record_failure(db: DbSession, ids: Sequence[int], error: str) -> None:
     )
 
 
-async def stats(db: DbSession) -> SpoolStats:
-    """Rows in the spool and when the oldest was received."""
+async def stats(db: DbSession, *, connection: str | None = None) -> SpoolStats:
+    """Rows in the spool (of one connection, or all) and when the oldest was received."""
     record = await guarded(
-        db.fetchrow("SELECT count(*) AS rows, min(received_at) AS oldest FROM callout_spool"),
+        db.fetchrow(
+            "SELECT count(*) AS rows, min(received_at) AS oldest FROM callout_spool "
+            "WHERE $1::text IS NULL OR connection = $1",
+            connection,
+        ),
         "count the spool",
     )
     assert record is not None

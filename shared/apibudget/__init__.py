@@ -2,13 +2,15 @@
 
 The client (``shared.autotask``) enforces Autotask's limits through Protocols with in-process
 defaults; this package implements them over PostgreSQL (migration 0008, statements in
-``shared/db/budget.py``) so worker replicas, the reconciler, the provisioner and people's
-commands share them (docs/adr/0008-shared-api-budget.md):
+``store.py``) so worker replicas, the reconciler, the provisioner and people's commands share
+them (docs/adr/0008-shared-api-budget.md):
 
     coordinator.py  SharedCoordinator: one per process; pool, NOTIFY wake-ups, upkeep, fallback
+    link.py         what the parts need from it (a Protocol) and its configuration
     slots.py        tenant-wide concurrency slots (leased rows, SKIP LOCKED, TTL)
     usage.py        the hourly budget: one reader of ThresholdInformation, reserved call counts
     lockout.py      the pause after a 401, for every process
+    store.py        their rows: one function per statement
 
 Services get it through the connection catalogue (``ConnectionCatalogue.from_settings``);
 a command that builds its own client uses :func:`open_coordinator`::
@@ -23,7 +25,8 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from shared.apibudget.coordinator import CoordinatorConfig, SharedCoordinator
+from shared.apibudget.coordinator import SharedCoordinator
+from shared.apibudget.link import CoordinatorConfig
 from shared.autotask import ClientConfig, LockoutPolicy
 from shared.settings import AutotaskSettings
 

@@ -23,19 +23,26 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import asyncpg
-
 from shared.apibudget import store as rows
+from shared.apibudget.link import CoordinatorConfig, LeaseKey, Statement
 from shared.apibudget.lockout import SharedLockout
 from shared.apibudget.slots import SharedSlots
 from shared.apibudget.usage import SharedBudget
-from shared.autotask import Clock, Coordination, LockoutPolicy, Priority
-from shared.db.pool import DB_ERRORS, DbSession, connect, create_pool
+from shared.autotask import Clock, Coordination, Priority
+from shared.db import (
+    DbSession,
+    DedicatedSession,
+    Pool,
+    connect,
+    create_pool,
+    db_errors,
+    guarded,
+    session,
+)
 from shared.errors import DatabaseError
 from shared.logging import get_logger, redact_text
 from shared.metrics import AUTOTASK_SLOT_FALLBACK
@@ -43,44 +50,7 @@ from shared.metrics import AUTOTASK_SLOT_FALLBACK
 log = get_logger(__name__)
 T = TypeVar("T")
 
-Statement = Callable[[DbSession], Awaitable[T]]
-"""One unit of database work, run on a pooled connection."""
-
 _PRUNE_EVERY = 300.0  # seconds between deletions of old call buckets
-
-
-@dataclass(frozen=True, slots=True)
-class CoordinatorConfig:
-    """Everything the shared budget does is tunable here (settings fill it, see from_settings)."""
-
-    shared_slots: bool = True
-    """False: no shared slots, each process keeps its own (the budget and lockout stay shared)."""
-    slot_ttl: timedelta = timedelta(seconds=30)
-    """Lease of a slot: a process that dies holding one loses it within this. Leases held longer
-    than a third of it are renewed, so calls up to the request timeout (60 s) keep theirs."""
-    sync_interval: timedelta = timedelta(seconds=1)
-    """How often each process refreshes the shared numbers and renews its leases."""
-    reconnect_interval: timedelta = timedelta(seconds=5)
-    """How often a process in fallback tries PostgreSQL again."""
-    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
-    connect_timeout: timedelta = timedelta(seconds=2)
-    statement_timeout: timedelta = timedelta(seconds=5)
-    """A statement slower than this counts as PostgreSQL unreachable (fallback, not a hang)."""
-    poll_min: timedelta = timedelta(milliseconds=2)
-    poll_max: timedelta = timedelta(milliseconds=100)
-    """Back-off cap of a waiter for a slot; sweeps use ``sweep_poll_max`` and, woken by a
-    release, give webhook and interactive waiters elsewhere ``sweep_yield`` to take it first."""
-    sweep_poll_max: timedelta = timedelta(milliseconds=250)
-    sweep_yield: timedelta = timedelta(milliseconds=5)
-    max_reservation: int = 50
-    """Most calls a process reserves from the allowance at once (blocks grow with its rate)."""
-    refresh_lease: timedelta = timedelta(seconds=60)
-    """How long the process reading ThresholdInformation holds the right to (one at a time)."""
-    min_refresh_interval: timedelta = timedelta(seconds=15)
-    """No process reads ThresholdInformation sooner than this after another's reading."""
-    probe_lease: timedelta = timedelta(minutes=2)
-    """How long the process retrying paused credentials holds the right to."""
-    pool_size: int = 4
 
 
 class SharedCoordinator:
@@ -93,14 +63,14 @@ class SharedCoordinator:
         self.config = config or CoordinatorConfig()
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.rng = random.Random()
-        self._pool: asyncpg.Pool | None = None
+        self._pool: Pool | None = None
         self._pool_lock = asyncio.Lock()
-        self._listener: asyncpg.Connection | None = None
+        self._listener: DedicatedSession | None = None
         self._available = True
         self._next_ping = 0.0
         self._events: dict[tuple[str, str], asyncio.Event] = {}
         self._bindings: dict[str, Binding] = {}
-        self._leases: dict[tuple[str, str, int, int], float] = {}
+        self._leases: dict[LeaseKey, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -143,8 +113,8 @@ class SharedCoordinator:
         await self._close_listener()
         pool, self._pool = self._pool, None
         if pool is not None:
-            with contextlib.suppress(*DB_ERRORS, TimeoutError):
-                await asyncio.wait_for(pool.close(), 5)
+            with contextlib.suppress(DatabaseError, TimeoutError):
+                await asyncio.wait_for(guarded(pool.close(), "close the API budget's pool"), 5)
 
     async def __aenter__(self) -> SharedCoordinator:
         await self.start()
@@ -168,16 +138,16 @@ class SharedCoordinator:
         return self._available
 
     async def run(self, statement: Statement[T], what: str) -> T:
-        """Run ``statement`` on a pooled connection within the statement timeout.
+        """Run ``statement`` on a pooled session within the statement timeout.
 
         Any failure is a DatabaseError and puts the process in fallback until a ping works.
         """
         try:
             async with asyncio.timeout(self.config.statement_timeout.total_seconds()):
                 pool = await self._get_pool()
-                async with pool.acquire() as db:
+                async with session(pool, what) as db:
                     return await statement(db)
-        except (DatabaseError, TimeoutError, *DB_ERRORS) as exc:
+        except (DatabaseError, TimeoutError) as exc:
             self._unavailable(exc, what)
             if isinstance(exc, DatabaseError):
                 raise
@@ -214,10 +184,10 @@ class SharedCoordinator:
         )
         return float(ceiling * self.rng.uniform(0.5, 1.0))
 
-    def held(self, lease: tuple[str, str, int, int]) -> None:
+    def held(self, lease: LeaseKey) -> None:
         self._leases[lease] = time.monotonic()
 
-    def dropped(self, lease: tuple[str, str, int, int]) -> None:
+    def dropped(self, lease: LeaseKey) -> None:
         self._leases.pop(lease, None)
 
     # --- upkeep ----------------------------------------------------------------------------
@@ -273,9 +243,9 @@ class SharedCoordinator:
         try:
             async with asyncio.timeout(self.config.statement_timeout.total_seconds()):
                 pool = await self._get_pool()
-                async with pool.acquire() as db:
+                async with session(pool, "reach the API budget's table") as db:
                     await db.fetchval("SELECT 1 FROM api_budget LIMIT 1")
-        except (DatabaseError, TimeoutError, *DB_ERRORS):
+        except (DatabaseError, TimeoutError):
             return False
         self._available = True
         AUTOTASK_SLOT_FALLBACK.set(0)
@@ -297,7 +267,7 @@ class SharedCoordinator:
             error=redact_text(str(exc)) or type(exc).__name__,
         )
 
-    async def _get_pool(self) -> asyncpg.Pool:
+    async def _get_pool(self) -> Pool:
         if self._pool is None:
             async with self._pool_lock:
                 if self._pool is None:
@@ -316,19 +286,20 @@ class SharedCoordinator:
             return
         listener = await connect(self.dsn, connect_timeout=self.config.connect_timeout)
         try:
-            await listener.add_listener(rows.SLOTS_CHANNEL, self._on_slot_released)
-            await listener.add_listener(rows.HEALTH_CHANNEL, self._on_health_changed)
-        except DB_ERRORS as exc:
+            with db_errors("LISTEN for the API budget"):
+                await listener.add_listener(rows.SLOTS_CHANNEL, self._on_slot_released)
+                await listener.add_listener(rows.HEALTH_CHANNEL, self._on_health_changed)
+        except DatabaseError:
             listener.terminate()
-            raise DatabaseError(f"could not LISTEN for the API budget: {exc}") from exc
+            raise
         self._listener = listener
 
     async def _close_listener(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None and not listener.is_closed():
             try:
-                await asyncio.wait_for(listener.close(), 5)
-            except (TimeoutError, *DB_ERRORS):
+                await asyncio.wait_for(guarded(listener.close(), "close the LISTEN session"), 5)
+            except (DatabaseError, TimeoutError):
                 listener.terminate()
 
     def _on_slot_released(self, _db: DbSession, _pid: int, _channel: str, payload: object) -> None:

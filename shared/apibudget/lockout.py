@@ -14,14 +14,11 @@ Without PostgreSQL the pause is still honoured, in this process only.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
 
 from shared.apibudget import store as rows
+from shared.apibudget.link import Coordinator
 from shared.autotask import Clock, LocalLockout, Lockout
 from shared.errors import DatabaseError
-
-if TYPE_CHECKING:
-    from shared.apibudget.coordinator import SharedCoordinator
 
 _PROBING_RECHECK = 1.0  # seconds a caller waits to look again while another process probes
 
@@ -29,7 +26,7 @@ _PROBING_RECHECK = 1.0  # seconds a caller waits to look again while another pro
 class SharedLockout:
     """The credential health of one connection; see the module docstring."""
 
-    def __init__(self, coordinator: SharedCoordinator, connection: str, clock: Clock) -> None:
+    def __init__(self, coordinator: Coordinator, connection: str, clock: Clock) -> None:
         self._coordinator = coordinator
         self._connection = connection
         self._clock = clock

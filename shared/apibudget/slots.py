@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 from shared.apibudget import store as rows
+from shared.apibudget.link import Coordinator
 from shared.autotask import Clock, Priority, SlotLease
-from shared.db.pool import DbSession
+from shared.db import DbSession
 from shared.errors import DatabaseError, DeadlineExceededError
 from shared.metrics import AUTOTASK_SLOT_ACQUIRE_SECONDS, AUTOTASK_SLOT_WAITS, AUTOTASK_SLOTS_IN_USE
-
-if TYPE_CHECKING:
-    from shared.apibudget.coordinator import SharedCoordinator
 
 LOCAL_SHARE_SLOT = -1
 """``SlotLease.slot`` of a lease from the fallback's local share (no row behind it)."""
@@ -35,7 +32,7 @@ LOCAL_SHARE_SLOT = -1
 class SharedSlots:
     """The slots of one connection; see the module docstring."""
 
-    def __init__(self, coordinator: SharedCoordinator, connection: str, clock: Clock) -> None:
+    def __init__(self, coordinator: Coordinator, connection: str, clock: Clock) -> None:
         self._coordinator = coordinator
         self._connection = connection
         self._clock = clock

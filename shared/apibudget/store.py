@@ -1,7 +1,7 @@
 """Rows of the shared Autotask API budget (migration 0008): slots, calls, readings, health.
 
 The statements every process's coordinator (``shared.apibudget``) and the CLI run, one function
-each; asyncpg errors become DatabaseError here (``guarded``). Times the database decides
+each; a failed statement is a DatabaseError (``guarded``). Times the database decides
 (``now()``) so that processes whose clocks disagree still agree on leases; durations cross as
 ``timedelta`` and come back as seconds from now.
 """
@@ -12,9 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import asyncpg
-
-from shared.db.pool import DbSession, guarded
+from shared.db import DbSession, Record, guarded
 
 SLOTS_CHANNEL = "autotask_sync_api_slots"
 """NOTIFY channel of slot releases; the payload is ``connection/endpoint``."""
@@ -339,7 +337,7 @@ _HEALTH_COLUMNS = (
 )
 
 
-def _health(row: asyncpg.Record) -> HealthRow:
+def _health(row: Record) -> HealthRow:
     return HealthRow(
         connection=row["connection"],
         failures=int(row["failures"]),

@@ -27,15 +27,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from shared.apibudget import store as rows
+from shared.apibudget.link import Coordinator
 from shared.autotask import BudgetView, Clock, ThresholdInfo
 from shared.errors import DatabaseError
-
-if TYPE_CHECKING:
-    from shared.apibudget.coordinator import SharedCoordinator
-
 
 _FIRST_READING_WAIT = 5.0  # seconds
 
@@ -51,7 +47,7 @@ class _Credit:
 class SharedBudget:
     """The budget of one connection; see the module docstring."""
 
-    def __init__(self, coordinator: SharedCoordinator, connection: str, clock: Clock) -> None:
+    def __init__(self, coordinator: Coordinator, connection: str, clock: Clock) -> None:
         self._coordinator = coordinator
         self._connection = connection
         self._clock = clock

@@ -3,7 +3,7 @@
 The package's public API is what this module exports (``__all__``, pinned by a test); every
 module inside is private, one concept each:
 
-    _connection.py  Connection (credentials, zone) and the zone resolver (cache, re-discovery)
+    _tenant.py      Connection (credentials, zone) and the zone resolver (cache, re-discovery)
     _client.py      AutotaskClient: get, query pages/items, count, create, update, delete,
                     child collections, entity/field/UDF metadata, ThresholdInformation
     _batch.py       fetch_by_ids: ``in`` chunks, found + missing

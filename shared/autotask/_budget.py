@@ -154,11 +154,6 @@ class BudgetTracker:
             )
         return f"the tenant has used {ratio:.0%} of its hourly API budget"
 
-    def record_call(self) -> None:
-        """One call of ours reached (or is about to reach) Autotask, counted without asking."""
-        self._store.add(1)
-        self._publish_gauges()
-
     async def spend(self, *, up_to: float = 1.0) -> bool:
         """Count one call about to be made; False when ``up_to`` of the allowance is used up
         (by every process together, in a shared store). Nothing is counted then.

@@ -29,11 +29,11 @@ from datetime import timedelta
 from typing import Literal
 
 import aiohttp
-import asyncpg
 
 from shared.apibudget import SharedCoordinator, client_config_for, coordinator_from_settings
 from shared.autotask import AutotaskClient, ClientConfig, Connection
 from shared.connections import store as rows
+from shared.db import DbSession
 from shared.db.live import LiveTable
 from shared.errors import ConfigError, SyncError
 from shared.logging import get_logger
@@ -293,7 +293,7 @@ class ConnectionCatalogue:
             CONNECTIONS_SERVED.labels(source).set(count)
 
 
-async def _load_enabled(db: asyncpg.Connection) -> list[rows.StoredConnection]:
+async def _load_enabled(db: DbSession) -> list[rows.StoredConnection]:
     return await rows.fetch_all(db, enabled_only=True)
 
 

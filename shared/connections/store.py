@@ -2,7 +2,8 @@
 
 Secrets stay encrypted here (``bytea`` Fernet tokens); :meth:`StoredConnection.open` decrypts
 them into an Autotask :class:`~shared.autotask.Connection` with the process's
-:class:`~shared.secrets.SecretBox`. asyncpg errors become the project's errors at this boundary.
+:class:`~shared.secrets.SecretBox`. A failed statement is a DatabaseError; a duplicate or
+malformed name, a ConfigError saying what to do.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from pydantic import SecretStr, ValidationError
 
 from shared.autotask import Connection
-from shared.db.pool import DB_ERRORS, DbSession, guarded
+from shared.db import DbSession, Record, db_errors, guarded
 from shared.errors import ConfigError, DatabaseError
 from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
@@ -49,7 +49,7 @@ class StoredConnection:
     updated_at: datetime | None = None
 
     @classmethod
-    def from_record(cls, record: asyncpg.Record | Mapping[str, Any]) -> StoredConnection:
+    def from_record(cls, record: Record | Mapping[str, Any]) -> StoredConnection:
         return cls(
             name=record["name"],
             username=record["username"],
@@ -125,29 +125,33 @@ async def fetch_one(db: DbSession, name: str) -> StoredConnection | None:
 async def insert(db: DbSession, new: NewConnection, box: SecretBox) -> None:
     """Store ``new``; a duplicate name is a ConfigError and leaves the table as it was."""
     try:
-        await db.execute(
-            "INSERT INTO connections (name, username, secret_encrypted, "
-            "integration_code_encrypted, zone_url, zone_lookup_url, impersonation_resource_id, "
-            "scope, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            new.name,
-            new.username,
-            box.encrypt(new.secret),
-            box.encrypt(new.integration_code),
-            new.zone_url,
-            new.zone_lookup_url,
-            new.impersonation_resource_id,
-            new.scope.to_json(),
-            new.enabled,
+        await guarded(
+            db.execute(
+                "INSERT INTO connections (name, username, secret_encrypted, "
+                "integration_code_encrypted, zone_url, zone_lookup_url, impersonation_resource_id, "
+                "scope, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                new.name,
+                new.username,
+                box.encrypt(new.secret),
+                box.encrypt(new.integration_code),
+                new.zone_url,
+                new.zone_lookup_url,
+                new.impersonation_resource_id,
+                new.scope.to_json(),
+                new.enabled,
+            ),
+            f"store connection {new.name!r}",
         )
-    except asyncpg.UniqueViolationError:
-        raise ConfigError(
-            f"connection {new.name!r} already exists; change it with `autotask-sync connections "
-            "edit`, or choose another name"
-        ) from None
-    except asyncpg.CheckViolationError:
-        raise ConfigError(_bad_name(new.name)) from None
-    except DB_ERRORS as exc:
-        raise DatabaseError(f"could not store connection {new.name!r}: {exc}") from exc
+    except DatabaseError as exc:
+        refused = exc.sqlstate
+        if refused == DatabaseError.UNIQUE_VIOLATION:
+            raise ConfigError(
+                f"connection {new.name!r} already exists; change it with `autotask-sync "
+                "connections edit`, or choose another name"
+            ) from None
+        if refused == DatabaseError.CHECK_VIOLATION:
+            raise ConfigError(_bad_name(new.name)) from None
+        raise
 
 
 async def update(
@@ -226,7 +230,7 @@ async def rekey(db: DbSession, box: SecretBox) -> dict[str, int]:
     current and previous secrets. Either every value is re-encrypted or none is.
     """
     counts = {"connections": 0, "webhook_registrations": 0}
-    try:
+    with db_errors("re-encrypt the stored secrets"):
         async with db.transaction():
             rows = await db.fetch(
                 "SELECT name, secret_encrypted, integration_code_encrypted FROM connections "
@@ -262,8 +266,6 @@ async def rekey(db: DbSession, box: SecretBox) -> dict[str, int]:
                     None if previous is None else box.reencrypt(previous, what=what),
                 )
                 counts["webhook_registrations"] += 1
-    except DB_ERRORS as exc:
-        raise DatabaseError(f"could not re-encrypt the stored secrets: {exc}") from exc
     return counts
 
 

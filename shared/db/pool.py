@@ -110,7 +110,12 @@ def database_error(exc: BaseException, what: str) -> DatabaseError:
     """DatabaseError("could not {what}: ...") for an asyncpg failure, retriable only when the
     server or the connection was the problem (a rejected row stays rejected)."""
     detail = redact_text(str(exc)) or type(exc).__name__
-    return DatabaseError(f"could not {what}: {detail}", retriable=isinstance(exc, _TRANSIENT))
+    sqlstate = getattr(exc, "sqlstate", None)
+    return DatabaseError(
+        f"could not {what}: {detail}",
+        retriable=isinstance(exc, _TRANSIENT),
+        sqlstate=sqlstate if isinstance(sqlstate, str) else None,
+    )
 
 
 async def guarded(awaitable: Awaitable[T], what: str) -> T:

@@ -16,19 +16,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.errors import KafkaError as AIOKafkaError
 
 from shared.errors import KafkaError
 from shared.logging import redact_text
-
-LIBRARY_ERRORS: tuple[type[BaseException], ...] = (AIOKafkaError,)
-"""What aiokafka raises; for the adapters in this package only."""
 
 
 def kafka_error(exc: BaseException, what: str) -> KafkaError:
     """KafkaError("could not {what}: ...") for an aiokafka failure."""
     detail = redact_text(str(exc)) or type(exc).__name__
     return KafkaError(f"could not {what}: {type(exc).__name__}: {detail}")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says no broker answered at the bootstrap address (Kafka still starting,
+    or the address is wrong): waiting may cure it, unlike a broker that refused the request."""
+    return isinstance(exc, KafkaConnectionError)
 
 
 @contextmanager

@@ -24,9 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from shared.db import Pool, transaction
 from shared.entities import EntitySpec
 from shared.kafka import OutgoingMessage, produce_many
 from shared.messages.change import ChangeEvent, encode_change, tombstone
@@ -58,7 +58,7 @@ class Applied:
 class Mirror:
     """Writes to the mirror and publishes the resulting change events."""
 
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, topics: Topics) -> None:
+    def __init__(self, pool: Pool, producer: AIOKafkaProducer, topics: Topics) -> None:
         self._pool = pool
         self._producer = producer
         self._topics = topics
@@ -74,7 +74,7 @@ class Mirror:
         """Upsert ``snapshots`` and publish what changed."""
         if not snapshots:
             return Applied()
-        async with self._pool.acquire() as db, db.transaction():
+        async with transaction(self._pool, f"write {entity.rest_name} to the mirror") as db:
             changes = await mirror.upsert(db, entity, connection, snapshots, origin=origin)
             return await self._publish(connection, entity, changes, origin=origin)
 
@@ -93,7 +93,7 @@ class Mirror:
         wanted = list(ids)
         if not wanted:
             return Applied()
-        async with self._pool.acquire() as db, db.transaction():
+        async with transaction(self._pool, f"mark {entity.rest_name} deleted") as db:
             changes = await mirror.mark_deleted(
                 db, entity, connection, wanted, at=at, origin=origin
             )

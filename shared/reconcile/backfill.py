@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from shared.autotask import F, Query
+from shared.db import session
 from shared.metrics import BACKFILL_PROGRESS_RATIO
 from shared.mirror.store import live_ids
 from shared.reconcile import delete_sweep, watermarks
@@ -32,7 +33,7 @@ async def complete_read(ctx: SweepContext, *, restart: bool = False) -> None:
     an unfinished read of the same mode unless ``restart``."""
     spec, connection, mode = ctx.entity, ctx.connection, ctx.mode
     rebuilding = mode in ("resync", "full")
-    async with ctx.pool.acquire() as db:
+    async with session(ctx.pool, "start the complete read") as db:
         state = await watermarks.read(db, connection, spec.rest_name, _KIND)
         first_load = state.completed_at is None
         resume = state.walking and state.walk_mode == mode and not restart
@@ -61,7 +62,7 @@ async def complete_read(ctx: SweepContext, *, restart: bool = False) -> None:
         rows = page.items
         await ctx.apply(rows, fetched_at=page_started)
         ids = [i for row in rows if isinstance(i := row.get("id"), int)]
-        async with ctx.pool.acquire() as db:
+        async with session(ctx.pool, "record a page of the complete read") as db:
             if rebuilding and ids:
                 await watermarks.seen(db, spec, connection, ids)
             if ids:
@@ -71,12 +72,12 @@ async def complete_read(ctx: SweepContext, *, restart: bool = False) -> None:
             BACKFILL_PROGRESS_RATIO.labels(connection, spec.rest_name).set(min(1.0, done / total))
         await ctx.page_done(rows=len(rows))
     if rebuilding:
-        async with ctx.pool.acquire() as db:
+        async with session(ctx.pool, "find the rows the complete read did not return") as db:
             unseen = await watermarks.unseen(db, spec, connection)
             live = await live_ids(db, spec, connection)
         await delete_sweep.delete_missing(ctx, live=len(live), candidates=unseen)
     finished = datetime.now(UTC)
-    async with ctx.pool.acquire() as db:
+    async with session(ctx.pool, "finish the complete read") as db:
         async with db.transaction():
             await watermarks.finish_walk(
                 db, connection, spec.rest_name, _KIND, completed_at=finished
@@ -93,7 +94,7 @@ async def _start_sweeps_from(ctx: SweepContext, started: datetime) -> None:
     (watermarks only move forward: existing ones stay)."""
     kinds = [watermarks.INCREMENTAL]
     kinds += [watermarks.delete_log_kind(log.name) for log in delete_sweep.delete_logs(ctx.entity)]
-    async with ctx.pool.acquire() as db:
+    async with session(ctx.pool, "start the sweeps' watermarks") as db:
         for kind in kinds:
             current = await watermarks.read(db, ctx.connection, ctx.entity.rest_name, kind)
             if current.watermark is None:

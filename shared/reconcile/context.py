@@ -15,9 +15,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import asyncpg
-
 from shared.autotask import AutotaskClient, Entity, Page, Priority, Query
+from shared.db import Pool, session
 from shared.entities import EntitySpec
 from shared.errors import SyncError
 from shared.metrics import SWEEP_API_CALLS, SWEEP_DELETED, SWEEP_PAGES, SWEEP_REPAIRED
@@ -54,7 +53,7 @@ class SweepContext:
     mode: Mode
     client: AutotaskClient
     scope: SyncScope
-    pool: asyncpg.Pool
+    pool: Pool
     mirror: Mirror
     policy: SweepPolicy
     progress: Progress
@@ -160,7 +159,7 @@ class SweepContext:
 
     async def page_done(self, *, rows: int) -> None:
         """A page is durable: store the counts, report progress, stop if asked to."""
-        async with self.pool.acquire() as db:
+        async with session(self.pool, "store the run's progress") as db:
             await runs.progress(db, self.run.id, self.counts)
         self.progress.advanced(rows=rows, pages=1)
         if self.stop.is_set():

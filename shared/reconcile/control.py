@@ -15,10 +15,10 @@ from datetime import timedelta
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError as AIOKafkaError
 
 from shared.entities import find_rest_name
-from shared.errors import MessageError
+from shared.errors import KafkaError, MessageError
+from shared.kafka.errors import kafka_errors
 from shared.logging import get_logger
 from shared.messages.control import SweepRequested, decode_control
 from shared.reconcile.due import Job
@@ -37,17 +37,18 @@ async def consume(consumer: AIOKafkaConsumer, requests: Requests, stop: asyncio.
     """Hand every ``SweepRequested`` to ``requests`` until ``stop``."""
     while not stop.is_set():
         try:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
-            handled = 0
-            for messages in batches.values():
-                for message in messages:
-                    job = job_for(message.value)
-                    if job is not None:
-                        requests.request(job)
-                    handled += 1
-            if handled:
-                await consumer.commit()
-        except AIOKafkaError as exc:
+            with kafka_errors("consume the control topic"):
+                batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                handled = 0
+                for messages in batches.values():
+                    for message in messages:
+                        job = job_for(message.value)
+                        if job is not None:
+                            requests.request(job)
+                        handled += 1
+                if handled:
+                    await consumer.commit()
+        except KafkaError as exc:
             log.warning("control topic unavailable; retrying", error=repr(exc))
             try:
                 await asyncio.wait_for(stop.wait(), timeout=_RETRY.total_seconds())

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from shared.autotask import F, Query, parse_timestamp
-from shared.db.pool import guarded
+from shared.db import guarded, session
 from shared.entities import EntitySpec, by_rest_name
 from shared.logging import get_logger
 from shared.metrics import SWEEP_MASS_DELETE_REFUSED
@@ -33,10 +33,6 @@ log = get_logger(__name__)
 
 FIRST_LOOKBACK = timedelta(days=30)
 """How far back a delete log is read the first time, when no backfill gave a starting point."""
-
-ACTIVITY_LOGS: dict[str, tuple[str, str]] = {"Tickets": ("DeletedTicketActivityLogs", "ticketID")}
-"""Parent REST name -> (log of activities deleted from it, the log's parent id field). Its
-``typeID`` values are undocumented (autotask-api.md §6), so every row triggers a check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +51,14 @@ def delete_logs(spec: EntitySpec) -> list[DeleteLog]:
         logs.append(DeleteLog(spec.delete_log, spec.delete_log_id_field, parent=False))
     if spec.child_of is not None:
         parent = by_rest_name(spec.child_of.parent)
-        activity = ACTIVITY_LOGS.get(parent.rest_name)
-        if activity is not None:
-            logs.append(DeleteLog(activity[0], activity[1], parent=True))
+        # The activity log's typeID values are undocumented (autotask-api.md §6): every row
+        # names a parent whose mirrored children are then confirmed.
+        if parent.activity_delete_log and parent.activity_delete_log_id_field:
+            logs.append(
+                DeleteLog(
+                    parent.activity_delete_log, parent.activity_delete_log_id_field, parent=True
+                )
+            )
         if parent.delete_log and parent.delete_log_id_field:
             logs.append(DeleteLog(parent.delete_log, parent.delete_log_id_field, parent=True))
     return logs
@@ -71,7 +72,7 @@ async def read_delete_logs(ctx: SweepContext) -> None:
 
 async def _read_log(ctx: SweepContext, entry: DeleteLog) -> None:
     kind = watermarks.delete_log_kind(entry.name)
-    async with ctx.pool.acquire() as db:
+    async with session(ctx.pool, f"read the watermark of {entry.name}") as db:
         state = await watermarks.read(db, ctx.connection, ctx.entity.rest_name, kind)
     walk_started = datetime.now(UTC)
     low = (state.watermark or walk_started - FIRST_LOOKBACK) - ctx.policy.overlap
@@ -97,7 +98,7 @@ async def _read_log(ctx: SweepContext, entry: DeleteLog) -> None:
         if stamps:
             highest = max(highest, at) if highest else at
     if highest is not None:
-        async with ctx.pool.acquire() as db:
+        async with session(ctx.pool, f"advance the watermark of {entry.name}") as db:
             await watermarks.advance(
                 db, ctx.connection, ctx.entity.rest_name, kind, min(highest, walk_started)
             )
@@ -110,7 +111,7 @@ async def _children_of(ctx: SweepContext, parents: Collection[int], *, at: datet
     if not parents or ctx.entity.child_of is None:
         return
     field = ctx.entity.child_of.parent_id_field
-    async with ctx.pool.acquire() as db:
+    async with session(ctx.pool, f"read the {ctx.entity.rest_name} of deleted parents") as db:
         records = await guarded(
             db.fetch(
                 f"SELECT id FROM {ctx.entity.table} WHERE connection = $1 "  # noqa: S608 - registry names
@@ -154,7 +155,7 @@ async def id_sweep(ctx: SweepContext) -> None:
     async for page, _started in ctx.pages(query):
         seen.update(i for row in page.items if isinstance(i := row.get("id"), int))
         await ctx.page_done(rows=len(page.items))
-    async with ctx.pool.acquire() as db:
+    async with session(ctx.pool, f"read the mirror's {ctx.entity.rest_name} ids") as db:
         live = await live_ids(db, ctx.entity, ctx.connection)
     ctx.detail["ids_seen"] = len(seen)
     await delete_missing(
@@ -196,4 +197,4 @@ async def delete_missing(ctx: SweepContext, *, live: int, candidates: Collection
         await ctx.delete(gone, at=started, source="id_sweep")
 
 
-__all__ = ["ACTIVITY_LOGS", "DeleteLog", "delete_logs", "delete_missing", "id_sweep"]
+__all__ = ["DeleteLog", "delete_logs", "delete_missing", "id_sweep"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from shared.autotask import F, Query, or_
+from shared.db import session
 from shared.metrics import SWEEP_WATERMARK_LAG_SECONDS
 from shared.mirror.store import version_of
 from shared.reconcile import delete_sweep, unresolved, watermarks
@@ -48,13 +49,13 @@ async def read_whole(ctx: SweepContext) -> None:
 async def _walk_window(ctx: SweepContext, since: datetime | None) -> None:
     spec = ctx.entity
     assert spec.last_modified_field is not None
-    async with ctx.pool.acquire() as db:
+    async with session(ctx.pool, "read the sweep's watermark") as db:
         state = await watermarks.read(db, ctx.connection, spec.rest_name, watermarks.INCREMENTAL)
     walk_started = datetime.now(UTC)
     mark = state.watermark
     if mark is None:
         # No first load recorded (backfills are off): sweeps cover what changes from now on.
-        async with ctx.pool.acquire() as db:
+        async with session(ctx.pool, "start the sweep's watermark") as db:
             await watermarks.advance(
                 db, ctx.connection, spec.rest_name, watermarks.INCREMENTAL, walk_started
             )
@@ -77,7 +78,7 @@ async def _walk_window(ctx: SweepContext, since: datetime | None) -> None:
             highest = max(highest, *stamps) if highest else max(stamps)
         await ctx.page_done(rows=len(page.items))
     if highest is not None:
-        async with ctx.pool.acquire() as db:
+        async with session(ctx.pool, "advance the sweep's watermark") as db:
             await watermarks.advance(
                 db,
                 ctx.connection,
@@ -99,7 +100,7 @@ async def resolve_unresolved(ctx: SweepContext) -> None:
     the id sweep decides that, with their guards.
     """
     name = ctx.entity.rest_name
-    async with ctx.pool.acquire() as db:
+    async with session(ctx.pool, "read the unresolved ids") as db:
         pending = await unresolved.pending(db, ctx.connection, name)
     if not pending:
         return
@@ -107,7 +108,7 @@ async def resolve_unresolved(ctx: SweepContext) -> None:
     batch = await ctx.client.fetch_by_ids(name, pending, priority=PRIORITY)
     ctx.counted(calls=batch.calls)
     await ctx.apply(list(batch.found.values()), fetched_at=started)
-    async with ctx.pool.acquire() as db:
+    async with session(ctx.pool, "forget the unresolved ids") as db:
         await unresolved.resolve(db, ctx.connection, name, pending)
     ctx.detail["unresolved"] = {"read": len(batch.found), "not_returned": len(batch.missing)}
 

@@ -3,7 +3,7 @@
 :meth:`Reconciler.run` is what the scheduler, the control-topic requests and the commands call:
 
 1. the sweep lock of the connection and entity (a PostgreSQL advisory lock on its own
-   connection) is taken: one sweeper across every replica. A scheduled job finding it held
+   session) is taken: one sweeper across every replica. A scheduled job finding it held
    skips (someone is on it); a command waits for it;
 2. a request (``cli``, ``control``) that repeats one of the same connection, entity and mode made
    within the request window (2 minutes) and that ran or is running is recorded as ``skipped``
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared.connections.catalogue import ConnectionCatalogue, ServedConnection
+from shared.db import Pool, session
 from shared.db.locks import AdvisoryLock, lock_key
 from shared.entities import by_rest_name, find_rest_name
 from shared.errors import ConfigError, SyncError
@@ -83,7 +83,7 @@ class Reconciler:
         self,
         *,
         catalogue: ConnectionCatalogue,
-        pool: asyncpg.Pool,
+        pool: Pool,
         producer: AIOKafkaProducer,
         topics: Topics,
         dsn: str,
@@ -121,7 +121,7 @@ class Reconciler:
             SWEEP_RUNS.labels(job.connection, job.entity, job.mode, "locked").inc()
             return Result(job, "locked", message="another process is sweeping it")
         try:
-            async with self._pool.acquire() as db:
+            async with session(self._pool, "close the runs a dead process left") as db:
                 await runs.abandon_running(db, job.connection, job.entity)
             duplicate = await self._duplicate(job)
             if duplicate is not None:
@@ -138,7 +138,7 @@ class Reconciler:
         if job.trigger not in runs.REQUESTS:
             return None
         assert job.requested_at is not None
-        async with self._pool.acquire() as db:
+        async with session(self._pool, "look for a twin request") as db:
             return await runs.recent_request(
                 db,
                 connection=job.connection,
@@ -157,7 +157,7 @@ class Reconciler:
             "once"
         )
         assert job.requested_at is not None
-        async with self._pool.acquire() as db:
+        async with session(self._pool, "record a skipped request") as db:
             run = await runs.start(
                 db,
                 connection=job.connection,
@@ -175,14 +175,14 @@ class Reconciler:
         return Result(job, "skipped", run, message)
 
     async def _ran_meanwhile(self, job: Job) -> bool:
-        async with self._pool.acquire() as db:
+        async with session(self._pool, "read the last runs") as db:
             last = (await runs.last_runs(db)).get((job.connection, job.entity, job.mode))
         return last is not None and (job.last_seen is None or last[0] > job.last_seen)
 
     # --- the run ---------------------------------------------------------------------------
     async def _execute(self, job: Job, served: ServedConnection, options: Options) -> Result:
         assert job.requested_at is not None
-        async with self._pool.acquire() as db:
+        async with session(self._pool, "record the run") as db:
             run = await runs.start(
                 db,
                 connection=job.connection,
@@ -273,7 +273,7 @@ class Reconciler:
         error: str | None,
         detail: dict[str, object],
     ) -> runs.Run:
-        async with self._pool.acquire() as db:
+        async with session(self._pool, "close the run") as db:
             return await runs.finish(
                 db, run, status=status, counts=counts, error=error, detail=_jsonable(detail)
             )

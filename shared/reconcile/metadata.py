@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from shared.autotask import AutotaskClient, FieldInfo, PicklistValue, UdfDefinition
+from shared.db import Pool, session
 from shared.entities import EntitySpec
 from shared.errors import NotFoundError
 from shared.reconcile import picklists
@@ -29,7 +28,7 @@ class Refreshed:
 
 
 async def refresh(
-    client: AutotaskClient, pool: asyncpg.Pool, connection: str, entities: Sequence[EntitySpec]
+    client: AutotaskClient, pool: Pool, connection: str, entities: Sequence[EntitySpec]
 ) -> Refreshed:
     """Read and store the metadata of ``entities``."""
     done = Refreshed()
@@ -43,7 +42,7 @@ async def refresh(
         done.api_calls += 1
         entries = [entry for f in fields for entry in _picklist(f)]
         definitions = [_udf(u) for u in udfs]
-        async with pool.acquire() as db:
+        async with session(pool, f"store the metadata of {spec.rest_name}") as db:
             await picklists.replace(
                 db, connection, spec.rest_name, picklists=entries, udfs=definitions
             )

@@ -253,6 +253,33 @@ async def recent(db: DbSession, *, connection: str | None = None, limit: int = 2
     return [_run(record) for record in records]
 
 
+async def latest_per_entity(db: DbSession, connection: str) -> list[Run]:
+    """The connection's newest run of each entity, by entity."""
+    rows = await guarded(
+        db.fetch(
+            f"SELECT DISTINCT ON (entity) {_COLUMNS} FROM sync_runs "  # noqa: S608 - constant columns
+            "WHERE connection = $1 ORDER BY entity, started_at DESC",
+            connection,
+        ),
+        f"read the latest sweeps of {connection!r}",
+    )
+    return [_run(row) for row in rows]
+
+
+async def repaired_since(db: DbSession, connection: str, since: datetime) -> int:
+    """Rows the connection's runs started after ``since`` repaired."""
+    repaired = await guarded(
+        db.fetchval(
+            "SELECT coalesce(sum(repaired), 0) FROM sync_runs "
+            "WHERE connection = $1 AND started_at > $2",
+            connection,
+            since,
+        ),
+        f"count what the sweeps of {connection!r} repaired",
+    )
+    return int(repaired)
+
+
 async def get(db: DbSession, run_id: int) -> Run | None:
     record = await guarded(
         db.fetchrow(f"SELECT {_COLUMNS} FROM sync_runs WHERE id = $1", run_id),  # noqa: S608 - constant columns
@@ -271,8 +298,10 @@ __all__ = [
     "finish",
     "get",
     "last_runs",
+    "latest_per_entity",
     "progress",
     "recent",
     "recent_request",
+    "repaired_since",
     "start",
 ]

@@ -17,10 +17,10 @@ from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared.connections.catalogue import ConnectionCatalogue
+from shared.db import Pool, session
 from shared.errors import SyncError
 from shared.kafka import control_consumer
 from shared.logging import get_logger
@@ -46,7 +46,7 @@ class Scheduler:
         *,
         reconciler: Reconciler,
         catalogue: ConnectionCatalogue,
-        pool: asyncpg.Pool,
+        pool: Pool,
         schedule: Schedule,
         concurrency: int = 2,
         check_interval: timedelta = timedelta(seconds=15),
@@ -117,7 +117,7 @@ class Scheduler:
 
     async def view(self) -> View:
         served = self._catalogue.served()
-        async with self._pool.acquire() as db:
+        async with session(self._pool, "read what the sweeps have done") as db:
             loads = await watermarks.read_all(db, watermarks.BACKFILL)
             last = await runs.last_runs(db)
         return View(
@@ -185,7 +185,7 @@ async def start_sweeps(
     settings: SweepSettings,
     *,
     catalogue: ConnectionCatalogue,
-    pool: asyncpg.Pool,
+    pool: Pool,
     producer: AIOKafkaProducer,
     topics: Topics,
 ) -> Scheduler:

@@ -1,7 +1,11 @@
 """Entry-point plumbing shared by the services' ``__main__`` modules.
 
 ``main`` parses settings once (a bad variable stops the process with a message naming it),
-configures logging, and runs the service's ``start`` under :class:`ServiceRunner`.
+configures logging, and runs the service's ``start`` under :class:`ServiceRunner`. ``start``
+opens what the service needs on the runner: the PostgreSQL pool and Kafka producer
+(:func:`open_base_resources`), its own resources and background tasks, and last its HTTP
+server: the ops endpoints alone (:func:`serve_ops`), or beside the service's own routes
+(:func:`serve_public`).
 """
 
 from __future__ import annotations
@@ -16,15 +20,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr
 
-from shared.db import create_pool
+from shared.db import Pool, create_pool, session
 from shared.errors import ConfigError, DatabaseError, KafkaError, SyncError
 from shared.kafka import make_producer
+from shared.kafka.errors import is_unreachable, kafka_errors
 from shared.logging import configure_logging, get_logger, register_secret
 from shared.runtime.ops import ReadinessCheck, add_ops_routes, serve
 from shared.runtime.runner import ServiceRunner
@@ -35,6 +38,9 @@ T = TypeVar("T")
 Start = Callable[[ServiceRunner, SettingsT], Awaitable[None]]
 
 log = get_logger(__name__)
+
+POOL_CLOSE_BUDGET = timedelta(seconds=5)
+"""How long the pool may take to close gracefully before its connections are terminated."""
 
 
 def main(name: str, settings_cls: type[SettingsT], start: Start[SettingsT]) -> int:
@@ -61,31 +67,52 @@ def main(name: str, settings_cls: type[SettingsT], start: Start[SettingsT]) -> i
 
 
 async def serve_ops(
+    runner: ServiceRunner, settings: BaseServiceSettings, *, checks: Mapping[str, ReadinessCheck]
+) -> web.AppRunner:
+    """Serve the ops routes on the configured host and port; they answer through the drain,
+    until the resources close."""
+    app = web.Application()
+    add_ops_routes(app, checks)
+    server = await runner.enter(serve(app, settings.http_host, settings.http_port))
+    log.info("http server listening", addresses=[str(a) for a in server.addresses])
+    return server
+
+
+async def serve_public(
     runner: ServiceRunner,
     settings: BaseServiceSettings,
+    app: web.Application,
     *,
     checks: Mapping[str, ReadinessCheck],
-    app: web.Application | None = None,
 ) -> web.AppRunner:
-    """Serve ``app`` (or a bare one) with the ops routes on the configured host and port."""
-    app = app or web.Application()
+    """Serve ``app``, the service's own routes, with the ops routes beside it on the configured
+    host and port.
+
+    The server is an intake (:meth:`ServiceRunner.intake`): at stop it stops accepting, lets the
+    requests in flight finish (for at most ``ops.SHUTDOWN_TIMEOUT``) while the background tasks
+    still run, and only then are the tasks told to stop."""
     add_ops_routes(app, checks)
-    site = await runner.enter(serve(app, settings.http_host, settings.http_port))
-    log.info("http server listening", addresses=[str(a) for a in site.addresses])
-    return site
+    server = await runner.intake(serve(app, settings.http_host, settings.http_port))
+    log.info("http server listening", addresses=[str(a) for a in server.addresses])
+    return server
 
 
-def postgres_check(pool: asyncpg.Pool) -> ReadinessCheck:
+def postgres_check(pool: Pool) -> ReadinessCheck:
+    """PostgreSQL answers a query on a pooled session."""
+
     async def check() -> None:
-        async with pool.acquire(timeout=1.0) as db:
+        async with session(pool, "check PostgreSQL", wait=timedelta(seconds=1)) as db:
             await db.fetchval("SELECT 1")
 
     return check
 
 
 def kafka_check(producer: AIOKafkaProducer) -> ReadinessCheck:
+    """The cluster answers a metadata request."""
+
     async def check() -> None:
-        await producer.client.fetch_all_metadata()
+        with kafka_errors("fetch the cluster's metadata"):
+            await producer.client.fetch_all_metadata()
 
     return check
 
@@ -94,7 +121,7 @@ def kafka_check(producer: AIOKafkaProducer) -> ReadinessCheck:
 class BaseResources:
     """What most services open first: a PostgreSQL pool and, when asked, a Kafka producer."""
 
-    pool: asyncpg.Pool
+    pool: Pool
     producer: AIOKafkaProducer | None
 
     def readiness_checks(self) -> dict[str, ReadinessCheck]:
@@ -108,35 +135,45 @@ class BaseResources:
 async def open_base_resources(
     runner: ServiceRunner, settings: BaseServiceSettings, *, kafka: bool
 ) -> BaseResources:
-    """Open the pool (and producer) on the runner so they close in reverse order at shutdown."""
-    pool = await runner.enter(_pool(settings, runner.stopping))
+    """Open the pool (and producer) on the runner so they close in reverse order at shutdown.
+
+    Each is waited for up to ``startup_wait`` (services start in any order), or until a stop
+    is requested."""
+    pool = await runner.enter(_pool(settings, runner.stop_requested))
     producer = None
     if kafka:
-        producer = await runner.enter(_producer(settings, runner.name, runner.stopping))
+        producer = await runner.enter(_producer(settings, runner.name, runner.stop_requested))
     return BaseResources(pool, producer)
 
 
 @asynccontextmanager
-async def _pool(
-    settings: BaseServiceSettings, stopping: asyncio.Event
-) -> AsyncIterator[asyncpg.Pool]:
-    async def open_pool() -> asyncpg.Pool:
+async def _pool(settings: BaseServiceSettings, stop: asyncio.Event) -> AsyncIterator[Pool]:
+    async def open_pool() -> Pool:
         return await create_pool(
             settings.database_url.get_secret_value(),
             min_size=settings.database_pool_min,
             max_size=settings.database_pool_max,
         )
 
-    pool = await _patiently(open_pool, "PostgreSQL", settings.startup_wait, stopping)
+    pool = await _patiently(open_pool, "PostgreSQL", settings.startup_wait, stop)
     try:
         yield pool
     finally:
-        await pool.close()
+        await _close_pool(pool)
+
+
+async def _close_pool(pool: Pool) -> None:
+    """Close gracefully, but within the shutdown budget: a session PostgreSQL dropped half-way
+    must not hold the exit up (the pool then terminates the rest)."""
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_BUDGET.total_seconds())
+    except TimeoutError:
+        log.warning("PostgreSQL pool did not close in time; terminated its connections")
 
 
 @asynccontextmanager
 async def _producer(
-    settings: BaseServiceSettings, name: str, stopping: asyncio.Event
+    settings: BaseServiceSettings, name: str, stop: asyncio.Event
 ) -> AsyncIterator[AIOKafkaProducer]:
     async def open_producer() -> AIOKafkaProducer:
         producer = make_producer(
@@ -146,7 +183,7 @@ async def _producer(
             await producer.start()
         except BaseException as exc:
             await producer.stop()
-            if isinstance(exc, KafkaConnectionError):
+            if is_unreachable(exc):
                 raise KafkaError(
                     f"could not reach Kafka at {settings.kafka_bootstrap_servers} ({exc}); check "
                     "KAFKA_BOOTSTRAP_SERVERS and that the brokers are up"
@@ -154,7 +191,7 @@ async def _producer(
             raise
         return producer
 
-    producer = await _patiently(open_producer, "Kafka", settings.startup_wait, stopping)
+    producer = await _patiently(open_producer, "Kafka", settings.startup_wait, stop)
     try:
         yield producer
     finally:
@@ -162,17 +199,17 @@ async def _producer(
 
 
 async def _patiently(
-    open_: Callable[[], Awaitable[T]], what: str, within: timedelta, stopping: asyncio.Event
+    open_: Callable[[], Awaitable[T]], what: str, within: timedelta, stop: asyncio.Event
 ) -> T:
     """Open a dependency that may still be starting, trying again with backoff for ``within``
-    (or until the service is asked to stop); then the last error stands."""
+    (or until ``stop`` is set); then the last error stands."""
     deadline = time.monotonic() + within.total_seconds()
     delay = 0.5
     while True:
         try:
             return await open_()
         except (DatabaseError, KafkaError) as exc:
-            if stopping.is_set() or time.monotonic() + delay > deadline:
+            if stop.is_set() or time.monotonic() + delay > deadline:
                 raise
             log.warning(
                 "dependency not reachable yet; retrying",
@@ -181,5 +218,5 @@ async def _patiently(
                 retry_in_s=delay,
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=delay)
+                await asyncio.wait_for(stop.wait(), timeout=delay)
             delay = min(delay * 2, 5.0)

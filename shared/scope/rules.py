@@ -1,8 +1,10 @@
 """A connection's sync scope: which entities are synced, and which tickets and companies.
 
 These are the filters MSP vendors' setup wizards offer: tickets by queue, category and status;
-companies by company type or an explicit list ("select the companies to import"). Contacts and
-configuration items follow their company's scope; ticket notes follow their ticket's. ``webhooks``
+companies by company type or an explicit list ("select the companies to import"). Each filter is
+a :class:`RowFilter` section of :class:`SyncScope`; which entity a section judges, and which
+entities follow a parent instead (contacts their company, ticket notes their ticket), the entity
+registry says (``EntitySpec.scope``, judged by :mod:`shared.scope.membership`). ``webhooks``
 overrides, for one connection, what the provisioner's settings say about its webhooks (entities,
 events, fields, e-mail, excluded resources). The model is stored as JSON in
 ``connections.scope`` and rejects unknown keys, so a typo is an error instead of a filter
@@ -14,6 +16,7 @@ against the tenant's picklists by ``autotask-sync connections test``.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -48,7 +51,20 @@ Ids = Annotated[list[int], AfterValidator(_sorted_ids)]
 """Picklist values or entity ids: stored sorted and without repeats."""
 
 
-class TicketScope(_Filter):
+class RowFilter(_Filter):
+    """A section of the scope that judges rows of one entity on their own fields."""
+
+    @abstractmethod
+    def admits(self, row: Mapping[str, Any]) -> bool:
+        """Whether ``row`` (a REST record) is in scope."""
+
+    @property
+    @abstractmethod
+    def restricted(self) -> bool:
+        """Whether the section can keep any row out (False: everything is in scope)."""
+
+
+class TicketScope(RowFilter):
     """Tickets (and their notes) to sync. Empty lists mean no restriction."""
 
     include_queues: Ids = Field(default_factory=list)
@@ -73,7 +89,7 @@ class TicketScope(_Filter):
         return any(getattr(self, name) for name in type(self).model_fields)
 
 
-class CompanyScope(_Filter):
+class CompanyScope(RowFilter):
     """Companies (and their contacts and configuration items) to sync.
 
     ``company_types`` and ``company_ids`` combine with OR: a company is in scope when its type is
@@ -182,6 +198,23 @@ class SyncScope(_Filter):
             )
             raise ConfigError(f"invalid sync scope: {problems}") from None
 
+    @classmethod
+    def filter_sections(cls) -> tuple[str, ...]:
+        """The sections that are row filters (``tickets``, ``companies``), in model order."""
+        return tuple(
+            name
+            for name, info in cls.model_fields.items()
+            if isinstance(info.annotation, type) and issubclass(info.annotation, RowFilter)
+        )
+
+    def row_filter(self, section: str) -> RowFilter:
+        """The row filter of ``section``; KeyError when no such section exists."""
+        if section not in self.filter_sections():
+            raise KeyError(section)
+        value = getattr(self, section)
+        assert isinstance(value, RowFilter)
+        return value
+
     def synced(self) -> list[EntitySpec]:
         """The entities this connection syncs, in registry order."""
         if self.entities is None:
@@ -216,6 +249,7 @@ def _as_int(value: Any) -> int | None:
 
 __all__ = [
     "CompanyScope",
+    "RowFilter",
     "SyncScope",
     "TicketScope",
     "WebhookEvent",

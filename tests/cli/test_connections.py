@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from shared.db import connect
 from shared.secrets import SecretBox
-from tests.helpers.cli import CliResult, run_cli
+from tests.helpers.processes import CliResult, run_cli
 from tests.helpers.tenants import small_tenant, tenants
 from tools.autotask_sim import Simulator
 

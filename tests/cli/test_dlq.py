@@ -11,8 +11,8 @@ from shared.entities import TICKETS
 from shared.kafka import OutgoingMessage, make_producer, produce_many
 from shared.messages.callout import callout_headers, callout_key, header_map
 from shared.messages.deadletter import HEADER_ERROR_CLASS, dead_letter_headers
-from tests.helpers.cli import run_cli
 from tests.helpers.pipeline import callout_body, create_topics, read_topic
+from tests.helpers.processes import run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -16,8 +17,9 @@ from shared.messages.callout import callout_headers, callout_key
 from shared.messages.deadletter import dead_letter_headers
 from shared.registrations import RegistrationState, create_pending, set_state
 from shared.secrets import SecretBox
-from tests.helpers.cli import run_cli
 from tests.helpers.pipeline import callout_body, create_topics
+from tests.helpers.processes import run_cli
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -114,11 +116,15 @@ async def test_status_shows_each_concern_of_the_connection(
     consumer = make_consumer(kafka_bootstrap, topics.callouts, group_id=group, client_id="test")
     await consumer.start()
     try:
-        batch = await consumer.getmany(timeout_ms=5000, max_records=3)
-        while sum(len(v) for v in batch.values()) < 3:
+        batch: dict[Any, list[Any]] = {}
+
+        async def three_read() -> bool:
             more = await consumer.getmany(timeout_ms=2000, max_records=3)
             for tp, records in more.items():
                 batch.setdefault(tp, []).extend(records)
+            return sum(len(v) for v in batch.values()) >= 3
+
+        await eventually(three_read, within=timedelta(seconds=30), what="3 callouts consumed")
         [partition] = batch
         await consumer.commit({partition: batch[partition][2].offset + 1})
     finally:

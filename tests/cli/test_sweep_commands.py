@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,10 +16,11 @@ from shared.db import connect
 from shared.entities import COMPANIES, TICKETS
 from shared.messages.topics import Topics
 from shared.secrets import SecretBox
-from tests.helpers.cli import ROOT, run_cli
 from tests.helpers.clients import truth
 from tests.helpers.pipeline import create_topics, mirror_diff
+from tests.helpers.processes import run_cli, start_cli
 from tests.helpers.tenants import store_connection
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import Simulator, SimulatorConfig
 
 pytestmark = pytest.mark.integration
@@ -72,27 +70,31 @@ async def test_a_killed_backfill_resumes_without_re_reading(
 ) -> None:
     sim.set_faults(latency=timedelta(milliseconds=250), endpoints=["Tickets"])
     sim.reset_counters()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTASK_SYNC_")}
-    env |= {"AUTOTASK_SYNC_LOG_LEVEL": "WARNING", **operator.env}
-    env.pop("DATABASE_URL", None)
-    env |= operator.env
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "backfill", "--connection", "acme", "--entity", "Tickets",
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    command = await start_cli(
+        "backfill", "--connection", "acme", "--entity", "Tickets", env=operator.env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    cursor = None
-    for _ in range(400):
+
+    async def cursor_and_rows() -> bool:
         rows = await operator.sql(
             "SELECT id_cursor FROM sweep_watermarks WHERE entity = 'Tickets' AND kind = 'backfill'"
         )
-        cursor = rows[0]["id_cursor"] if rows else None
-        if cursor is not None and len(await _mirrored(operator)) >= 1500:
-            break
-        await asyncio.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    await process.wait()
+        return (
+            bool(rows)
+            and rows[0]["id_cursor"] is not None
+            and (len(await _mirrored(operator)) >= 1500)
+        )
+
+    try:
+        await eventually(
+            cursor_and_rows,
+            within=timedelta(seconds=60),
+            interval=timedelta(milliseconds=50),
+            what="a backfill cursor and 1,500 mirrored tickets",
+        )
+    finally:
+        await command.kill()
     done = len(await _mirrored(operator))
-    assert cursor is not None
     assert 0 < done < 5000
     first_calls = sim.state.requests.by_endpoint["Tickets"]
 

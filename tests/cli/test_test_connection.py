@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from pathlib import Path
 
 from tests.helpers.clients import truth
+from tests.helpers.processes import run_cli
 from tools.autotask_sim import EntityPermission, SecurityLevel
 from tools.autotask_sim.server import Simulator
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-async def run_cli(sim: Simulator, *args: str, **env: str) -> tuple[int, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTASK_SYNC_")}
-    base |= {
+async def connection_test(sim: Simulator, *args: str, **env: str) -> tuple[int, str]:
+    """``autotask-sync test-connection ARGS`` with ``sim``'s credentials (and ``env``: an empty
+    value unsets a variable); its exit code and everything it printed."""
+    credentials = {
         "AUTOTASK_SYNC_AUTOTASK_USERNAME": sim.username,
         "AUTOTASK_SYNC_AUTOTASK_SECRET": sim.secret,
         "AUTOTASK_SYNC_AUTOTASK_INTEGRATION_CODE": sim.integration_code,
         "AUTOTASK_SYNC_AUTOTASK_ZONE_LOOKUP_URL": sim.zone_lookup_url,
-        "AUTOTASK_SYNC_LOG_LEVEL": "WARNING",
     }
-    base |= env
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", "test-connection", "--timeout", "20", *args,
-        cwd=ROOT, env={k: v for k, v in base.items() if v != ""},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode()
+    result = await run_cli("test-connection", "--timeout", "20", *args, env=credentials | env)
+    return result.code, result.output
 
 
 async def test_prints_the_report(sim: Simulator):
-    code, out = await run_cli(sim)
+    code, out = await connection_test(sim)
     assert code == 0, out
     assert "zone:        127.0.0.1 (" + sim.rest_url in out
     assert f"API user:    API Integration <{sim.username}>" in out
@@ -51,7 +39,7 @@ async def test_prints_the_report(sim: Simulator):
 
 
 async def test_json_report_matches_the_simulator(sim: Simulator):
-    code, out = await run_cli(sim, "--json", "--connection", "acme")
+    code, out = await connection_test(sim, "--json", "--connection", "acme")
     assert code == 0, out
     report = json.loads(out)
     assert report["ok"] is True
@@ -67,7 +55,7 @@ async def test_json_report_matches_the_simulator(sim: Simulator):
 
 
 async def test_secret_from_a_named_variable(sim: Simulator):
-    code, out = await run_cli(
+    code, out = await connection_test(
         sim,
         "--secret-env",
         "MY_AT_SECRET",
@@ -79,7 +67,7 @@ async def test_secret_from_a_named_variable(sim: Simulator):
 
 async def test_rejected_credentials_print_cause_and_fix(sim: Simulator):
     wrong = "definitely-not-the-secret"
-    code, out = await run_cli(sim, AUTOTASK_SYNC_AUTOTASK_SECRET=wrong)
+    code, out = await connection_test(sim, AUTOTASK_SYNC_AUTOTASK_SECRET=wrong)
     assert code == 1
     assert "FAILED at authentication" in out
     assert "cause: Autotask rejected the credentials" in out
@@ -91,7 +79,7 @@ async def test_rejected_credentials_print_cause_and_fix(sim: Simulator):
 
 async def test_webhook_permission_denied_prints_cause_and_fix(sim: Simulator):
     sim.set_security(SecurityLevel(can_create_webhooks=False))
-    code, out = await run_cli(sim)
+    code, out = await connection_test(sim)
     assert code == 1
     assert "companies:   50" in out  # everything else was checked and shown
     assert "webhooks:    CANNOT be created (TicketWebhooks)" in out
@@ -100,12 +88,12 @@ async def test_webhook_permission_denied_prints_cause_and_fix(sim: Simulator):
 
 
 async def test_unknown_user_and_missing_config(sim: Simulator):
-    code, out = await run_cli(sim, "--username", "ghost@example.com")
+    code, out = await connection_test(sim, "--username", "ghost@example.com")
     assert code == 1
     assert "FAILED at zone discovery" in out
     assert "does not know API user 'ghost@example.com'" in out
 
-    code, out = await run_cli(sim, AUTOTASK_SYNC_AUTOTASK_INTEGRATION_CODE="")
+    code, out = await connection_test(sim, AUTOTASK_SYNC_AUTOTASK_INTEGRATION_CODE="")
     assert code == 1
     assert "FAILED at configuration" in out
     assert "AUTOTASK_SYNC_AUTOTASK_INTEGRATION_CODE" in out
@@ -113,13 +101,13 @@ async def test_unknown_user_and_missing_config(sim: Simulator):
 
 async def test_resources_hidden_by_the_security_level_is_still_a_working_login(sim: Simulator):
     sim.set_security(SecurityLevel(permissions={"Resources": EntityPermission(read=False)}))
-    code, out = await run_cli(sim)
+    code, out = await connection_test(sim)
     assert code == 0, out
     assert f"API user:    {sim.username} (authenticated; not visible)" in out
 
 
 async def test_unreachable_zone_lookup_points_at_the_network(sim: Simulator):
-    code, out = await run_cli(
+    code, out = await connection_test(
         sim, AUTOTASK_SYNC_AUTOTASK_ZONE_LOOKUP_URL="http://127.0.0.1:1/atservicesrest"
     )
     assert code == 1, out

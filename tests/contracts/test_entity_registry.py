@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.provisioner.actual import child_entity, read_metadata
 from shared.autotask import AutotaskClient
-from shared.entities import REGISTRY, EntitySpec
+from shared.entities import REGISTRY, EntitySpec, FollowsParent, webhook_entities
+from shared.errors import NotFoundError
 
 
 def _named_fields(spec: EntitySpec) -> set[str]:
@@ -19,6 +21,8 @@ def _named_fields(spec: EntitySpec) -> set[str]:
     named |= {f for f in (spec.last_modified_field, spec.create_field) if f}
     if spec.child_of:
         named.add(spec.child_of.parent_id_field)
+    if isinstance(spec.scope, FollowsParent):
+        named.add(spec.scope.parent_id_field)
     return named
 
 
@@ -59,8 +63,30 @@ async def test_webhook_field_ids_cover_the_default_subscription(
     assert set(spec.subscribed_fields) | set(spec.display_always_fields) <= labels
 
 
-async def test_delete_log_names_the_deleted_id_field(client: AutotaskClient) -> None:
+async def test_delete_logs_name_the_id_fields(client: AutotaskClient) -> None:
     for spec in REGISTRY:
-        if spec.delete_log:
-            fields = {f.name for f in await client.field_info(spec.delete_log)}
-            assert spec.delete_log_id_field in fields
+        for log, id_field in (
+            (spec.delete_log, spec.delete_log_id_field),
+            (spec.activity_delete_log, spec.activity_delete_log_id_field),
+        ):
+            if log:
+                fields = {f.name for f in await client.field_info(log)}
+                assert id_field in fields, f"{spec.rest_name}: {log} has no {id_field}"
+
+
+async def test_webhook_udf_children_are_where_the_registry_says(client: AutotaskClient) -> None:
+    """The API has a ``UdfFields`` child exactly where the registry says, and the provisioner's
+    metadata reading agrees."""
+    specs = list(webhook_entities())
+    metadata, refused = await read_metadata(client, [s.rest_name for s in specs])
+    assert refused == {}
+    for spec in specs:
+        assert spec.webhook_root is not None
+        try:
+            await client.field_info(child_entity(spec.webhook_root, "UdfFields"))
+            exists = True
+        except NotFoundError:
+            exists = False
+        assert exists == spec.webhook_udf_child, spec.rest_name
+        read_udfs = metadata[spec.rest_name].udf_ids is not None
+        assert read_udfs == spec.webhook_udf_child, f"{spec.rest_name}: provisioner disagrees"

@@ -1,8 +1,9 @@
-"""Renders deploy/k8s once per test run with the pinned upstream kustomize.
+"""Renders deploy/k8s once per test process (each xdist worker) with the pinned upstream kustomize.
 
 The binary is built on first use (``python -m tools kustomize install``; Go and the Go module
 proxy needed, a minute or two). Where it cannot be provided, every test that needs it fails and
-says how to install it: none of them passes, or is skipped, without a real rendering.
+says how to install it: none of them passes, or is skipped, without a real rendering. Every test
+here is marked ``deploy``: ``make test-unit`` leaves them out, ``make test-deploy`` runs them.
 """
 
 from __future__ import annotations

@@ -25,11 +25,12 @@ from shared.messages.topics import Topics
 from shared.secrets import SecretBox
 from tests.helpers.clients import truth
 from tests.helpers.pipeline import mirror_diff, read_topic, replay_changes
+from tests.helpers.processes import CliResult, LocalDeployment, ServiceProcess
 from tests.helpers.servers import Broker, Postgres
 from tests.helpers.tenants import store_connection
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import CalloutConfig, Simulator, SimulatorConfig
 from tools.demo import Metrics
-from tools.deployment import LocalDeployment, ServiceProcess
 
 ENTITIES = [TICKETS, COMPANIES, CONTACTS, CONFIGURATION_ITEMS, TICKET_NOTES]
 WEBHOOK_ENTITIES = ",".join(e.rest_name for e in ENTITIES)
@@ -87,18 +88,11 @@ class Rig:
         await asyncio.to_thread(self.broker.start)
         await asyncio.to_thread(self.postgres.start)
         for service in (self.gateway, self.worker, self.provisioner):
-            if service is not None and (
-                service.process is None or service.process.returncode is not None
-            ):
+            if service is not None and not service.running:
                 await self.restart(service)
 
     def logs(self, lines: int = 30) -> str:
-        parts = []
-        for service in self.deployment.services:
-            if service.log_path and service.log_path.exists():
-                tail = service.log_path.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"--- {service.name}\n" + "\n".join(tail))
-        return "\n".join(parts)
+        return self.deployment.logs(lines)
 
 
 def scenario_tenant(seed: int) -> SimulatorConfig:
@@ -278,31 +272,47 @@ async def _drive(rig: Rig, scenario: Scenario, sim: Simulator, name: str, row: R
         )
 
 
-async def _cli_retrying(rig: Rig, *args: str) -> Any:
+async def _cli_retrying(rig: Rig, *args: str) -> CliResult:
     """A command, tried again for a while if it fails (a server may still be coming back)."""
-    result = await rig.deployment.cli(*args)
-    deadline = time.monotonic() + 60
-    while result.code != 0 and time.monotonic() < deadline:
-        await asyncio.sleep(2)
+
+    async def succeeded() -> CliResult:
         result = await rig.deployment.cli(*args)
-    return result
+        assert result.code == 0, result.output
+        return result
+
+    try:
+        return await eventually(
+            succeeded,
+            within=timedelta(seconds=60),
+            interval=timedelta(seconds=2),
+            what=f"`autotask-sync {' '.join(args)}` to succeed",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{rig.logs()}") from exc
 
 
 async def _worker_idle(rig: Rig) -> None:
-    assert rig.worker is not None
-    deadline = time.monotonic() + 90
+    """Until the worker reports no callout in flight and no lag twice in a row."""
+    worker = rig.worker
+    assert worker is not None
     quiet = 0
-    while time.monotonic() < deadline and quiet < 2:
+
+    async def idle() -> bool:
+        nonlocal quiet
         try:
-            metrics = await Metrics.scrape(rig.worker)
+            metrics = await Metrics.scrape(worker)
         except Exception:
             quiet = 0
-        else:
-            busy = metrics.total("autotask_sync_worker_in_flight_callouts") + metrics.total(
-                "autotask_sync_worker_consumer_lag"
-            )
-            quiet = quiet + 1 if busy == 0 else 0
-        await asyncio.sleep(1.5)
+            raise
+        busy = metrics.total("autotask_sync_worker_in_flight_callouts") + metrics.total(
+            "autotask_sync_worker_consumer_lag"
+        )
+        quiet = quiet + 1 if busy == 0 else 0
+        return quiet >= 2
+
+    await eventually(
+        idle, within=timedelta(seconds=90), interval=timedelta(seconds=1.5), what="an idle worker"
+    )
 
 
 def table(rows: list[Row]) -> str:

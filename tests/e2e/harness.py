@@ -13,9 +13,9 @@ from shared.entities import EntitySpec
 from shared.messages.topics import Topics
 from shared.secrets import SecretBox
 from tests.helpers.pipeline import create_topics
+from tests.helpers.processes import LocalDeployment, ServiceProcess
 from tests.helpers.tenants import store_connection
 from tools.autotask_sim import CalloutConfig, Simulator, SimulatorConfig
-from tools.deployment import LocalDeployment, ServiceProcess
 
 WEBHOOK_ENTITIES = "Tickets,Companies,Contacts,ConfigurationItems,TicketNotes"
 
@@ -80,13 +80,8 @@ class Pipeline:
         return result.out
 
     def logs(self, lines: int = 40) -> str:
-        """The tail of every service's log, for a failing assertion's message."""
-        parts = []
-        for service in self.deployment.services:
-            if service.log_path and service.log_path.exists():
-                tail = service.log_path.read_text(errors="replace").splitlines()[-lines:]
-                parts.append(f"--- {service.name}\n" + "\n".join(tail))
-        return "\n".join(parts)
+        """The end of every service's log, for a failing assertion's message."""
+        return self.deployment.logs(lines)
 
 
 @asynccontextmanager
@@ -104,6 +99,10 @@ async def pipeline_for(
         extra_env={
             "AUTOTASK_SYNC_PRODUCTION_MODE": "false",  # the gateway listens on loopback http
             "AUTOTASK_SYNC_WEBHOOK_ENTITIES": WEBHOOK_ENTITIES,
+            # Consumer groups of its own: deployments of other tests share the broker.
+            "AUTOTASK_SYNC_CONSUMER_GROUP": f"e{unique}-workers",
+            "AUTOTASK_SYNC_CONTROL_GROUP": f"e{unique}-sweeps",
+            "AUTOTASK_SYNC_PROVISIONER_GROUP_ID": f"e{unique}-provisioner",
             "AUTOTASK_SYNC_WINDOW_LOW": "100ms",
             "AUTOTASK_SYNC_LOG_LEVEL": "INFO",
         },

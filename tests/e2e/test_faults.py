@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.faults import SOAK, Rig, Scenario, create_rig, run
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import Simulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(round(300 * SOAK))]
@@ -89,13 +90,17 @@ def _deactivate_ticket_webhook(sim: Simulator) -> int:
 
 async def _reactivated(sim: Simulator, hook: int, *, within: timedelta) -> None:
     """The provisioner reactivates the webhook (and asks for a catch-up sweep)."""
-    deadline = asyncio.get_running_loop().time() + within.total_seconds()
-    while asyncio.get_running_loop().time() < deadline:
+
+    def active() -> bool:
         current = {h["id"]: h for h in sim.state.webhook_list("TicketWebhooks")}
-        if current[hook]["isActive"]:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the deactivated webhook was not reactivated within {within}")
+        return bool(current[hook]["isActive"])
+
+    await eventually(
+        active,
+        within=within,
+        interval=timedelta(milliseconds=100),
+        what="the deactivated webhook to be reactivated",
+    )
 
 
 async def zone_move(_rig: Rig, sim: Simulator) -> None:

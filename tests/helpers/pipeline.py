@@ -1,14 +1,12 @@
 """Helpers for pipeline tests: topics, callouts as the gateway writes them, and the checks users
 care about (the mirror equals the tenant, the change topics rebuild the mirror). Services as real
-processes come from :mod:`tools.deployment`."""
+processes come from :mod:`tests.helpers.processes`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from shared.db import connect
@@ -19,10 +17,9 @@ from shared.messages.callout import callout_headers, callout_key
 from shared.messages.topics import Topics
 from shared.mirror.store import live_rows
 from tests.helpers.clients import truth
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import Simulator
 from tools.deployment import ServiceProcess, metric_total
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def create_topics(bootstrap: str, prefix: str, *, partitions: int = 4) -> Topics:
@@ -143,14 +140,23 @@ async def wait_for_mirror(
     *,
     within: timedelta = timedelta(seconds=60),
 ) -> dict[str, dict[str, Any]]:
-    """Poll until the mirror equals the tenant or ``within`` passes; returns the last diff."""
-    deadline = asyncio.get_running_loop().time() + within.total_seconds()
+    """Until the mirror equals the tenant (see :func:`mirror_diff`); the test fails after
+    ``within`` with what still differs. Returns the difference: empty."""
     wanted = list(entities)
-    while True:
+
+    async def equal() -> bool:
         diff = await mirror_diff(dsn, connection, sim, wanted)
-        if not diff or asyncio.get_running_loop().time() > deadline:
-            return diff
-        await asyncio.sleep(0.25)
+        assert not diff, diff
+        return True
+
+    names = ", ".join(entity.rest_name for entity in wanted)
+    await eventually(
+        equal,
+        within=within,
+        interval=timedelta(milliseconds=250),
+        what=f"the mirror of {connection!r} to equal the tenant ({names})",
+    )
+    return {}
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:

@@ -8,9 +8,12 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+
+from tests.helpers.waiting import describe, eventually
 
 
 @dataclass
@@ -45,14 +48,24 @@ class Receiver:
         return [r for r in self.requests if r.path == f"/{name}"]
 
     async def wait_for(
-        self, predicate: Callable[[list[Received]], bool], max_wait: float = 5.0
+        self,
+        predicate: Callable[[list[Received]], bool],
+        *,
+        within: timedelta = timedelta(seconds=5),
     ) -> None:
-        """Poll until ``predicate(requests)`` holds; fail after ``max_wait`` seconds."""
-        deadline = asyncio.get_running_loop().time() + max_wait
-        while not predicate(self.requests):
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"receiver condition not met; got {len(self.requests)}")
-            await asyncio.sleep(0.005)
+        """Until ``predicate(requests)`` holds; the test fails after ``within``, showing the
+        paths received so far."""
+
+        def satisfied() -> bool:
+            assert predicate(self.requests), f"received {[r.path for r in self.requests]}"
+            return True
+
+        await eventually(
+            satisfied,
+            within=within,
+            interval=timedelta(milliseconds=5),
+            what=f"requests to the receiver such that {describe(predicate)}",
+        )
 
 
 @asynccontextmanager

@@ -1,14 +1,12 @@
 """Plain-HTTP helpers for talking to the simulator the way a client would, without the project's
-client: ``Api`` (URL joining, auth headers, JSON decoding), ``poll``, webhook set-up.
+client: ``Api`` (URL joining, auth headers, JSON decoding), webhook set-up.
 
 Tests read like the requests they make and stay independent of ``shared.autotask``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -121,20 +119,6 @@ class Api:
         return await self.call(
             method, f"{self.sim.base_url}/_sim/{path.lstrip('/')}", body, headers={}
         )
-
-
-async def poll(check: Callable[[], bool | Awaitable[bool]], max_wait: float = 5.0) -> None:
-    """Wait until ``check()`` is true (sync or async), failing after ``max_wait`` seconds."""
-    deadline = asyncio.get_running_loop().time() + max_wait
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.005)
 
 
 CHILD_ENTITY = {

@@ -10,7 +10,6 @@ on stdin so every process starts its burst together, makes its calls and prints 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 import time
@@ -19,8 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- the child process --------------------------------------------------------------------------
@@ -115,56 +112,48 @@ from shared.autotask import Priority, SystemClock  # noqa: E402
 from shared.entities import COMPANIES, TICKETS  # noqa: E402
 from shared.secrets import SecretBox  # noqa: E402
 from tests.helpers.clients import truth  # noqa: E402
-from tests.helpers.pipeline import (  # noqa: E402
-    ServiceProcess,
-    create_topics,
-    metric_total,
-    produce_callouts,
-    wait_for_mirror,
-)
-from tests.helpers.simapi import poll  # noqa: E402
+from tests.helpers.pipeline import create_topics, produce_callouts, wait_for_mirror  # noqa: E402
+from tests.helpers.processes import ChildProcess, ServiceProcess, metric_total  # noqa: E402
 from tests.helpers.tenants import small_tenant, store_connection  # noqa: E402
+from tests.helpers.waiting import eventually  # noqa: E402
 from tools.autotask_sim import Simulator, SimulatorConfig, run_simulator  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @dataclass
-class Process:
-    """One child process: started, ready, then told to go."""
+class Caller:
+    """One child process making calls: started, ready, then told to go."""
 
-    process: asyncio.subprocess.Process
     name: str
+    child: ChildProcess
 
     async def go(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(b"go\n")
-        await self.process.stdin.drain()
+        stdin = self.child.process.stdin
+        assert stdin is not None
+        stdin.write(b"go\n")
+        await stdin.drain()
 
     async def result(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        out, err = await asyncio.wait_for(self.process.communicate(), 90)
+        out, err = await self.child.communicate(within=timedelta(seconds=90))
         for line in out.decode().splitlines():
             if line.startswith("result "):
                 return dict(json.loads(line.removeprefix("result ")))
         raise AssertionError(f"{self.name} printed no result:\n{out.decode()}\n{err.decode()}")
 
-    def kill(self) -> None:
-        self.process.kill()
 
-
-async def start(name: str, spec: dict[str, Any]) -> Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.services.test_api_budget", json.dumps(spec),
-        cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+async def start(name: str, spec: dict[str, Any]) -> Caller:
+    child = await ChildProcess.start(
+        "tests.services.test_api_budget", json.dumps(spec),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), 30)
+    assert child.process.stdout is not None
+    line = await asyncio.wait_for(child.process.stdout.readline(), 30)
     if line.strip() != b"ready":
-        _out, err = await process.communicate()
+        _out, err = await child.communicate()
         raise AssertionError(f"{name} did not start: {line!r}\n{err.decode()}")
-    return Process(process, name)
+    return Caller(name, child)
 
 
 def spec(sim: Simulator, dsn: str, **overrides: Any) -> dict[str, Any]:
@@ -197,7 +186,7 @@ def ids(sim: Simulator, offset: int, count: int) -> dict[str, list[int]]:
     return out
 
 
-async def run_all(processes: list[Process] | tuple[Process, ...]) -> list[dict[str, Any]]:
+async def run_all(processes: list[Caller] | tuple[Caller, ...]) -> list[dict[str, Any]]:
     for process in processes:
         await process.go()
     return list(await asyncio.gather(*(p.result() for p in processes)))
@@ -248,7 +237,7 @@ async def test_replicas_and_a_sweep_together_stay_within_three_calls_per_endpoin
         assert all(peak <= 3 for peak in peaks.values()), peaks
         assert rejections == 0
         assert max(peaks.values()) == 3  # the slots were used fully, not just serialised
-        await poll(lambda: _idle(migrated_database), max_wait=5)  # every lease given back
+        await eventually(lambda: _idle(migrated_database), within=timedelta(seconds=5))
     else:
         # Each process keeps its own 3 per endpoint: together they overrun Autotask's limit.
         assert max(peaks.values()) > 3 or rejections > 0, (peaks, rejections)
@@ -309,15 +298,16 @@ async def test_a_killed_holders_slots_are_free_again_within_the_ttl(
         ),
     )
     await holder.go()
-    await poll(lambda: _holding(migrated_database, 3), max_wait=15)
+    await eventually(lambda: _holding(migrated_database, 3), within=timedelta(seconds=15))
     await asyncio.sleep(2.5)  # longer than the TTL: the live holder renews its leases
     assert await _in_use(migrated_database, "Tickets") == 3
-    holder.kill()
-    killed = time.monotonic()
-    await poll(lambda: _holding(migrated_database, 0), max_wait=20)
-    assert time.monotonic() - killed < 10  # the 2 s lease and a poll (margin for load)
-    with contextlib.suppress(ProcessLookupError):
-        await holder.process.wait()
+    await holder.child.kill()
+    # Free again: the 2 s leases expire unrenewed (without the TTL they would stay taken).
+    await eventually(
+        lambda: _holding(migrated_database, 0),
+        within=timedelta(seconds=30),
+        what="the killed holder's slots to be free",
+    )
 
     clock = SystemClock()
     async with SharedCoordinator(migrated_database, CoordinatorConfig()) as other:
@@ -385,6 +375,7 @@ async def test_three_worker_replicas_their_sweeps_and_a_provisioner_apply_share_
         worker_env = {
             **env,
             "AUTOTASK_SYNC_CONSUMER_GROUP": f"workers-{unique}",
+            "AUTOTASK_SYNC_CONTROL_GROUP": f"sweeps-{unique}",
             "AUTOTASK_SYNC_WINDOW_LOW": "10ms",
             "AUTOTASK_SYNC_MAX_IDS_PER_FETCH": "2",  # many small fetch units: many calls at once
             # The first load is a backfill; after it, incremental sweeps run all the time.
@@ -410,7 +401,9 @@ async def test_three_worker_replicas_their_sweeps_and_a_provisioner_apply_share_
         try:
             # The provisioner applies the webhooks and the workers backfill, all at once.
             await asyncio.gather(*(p.start() for p in (*workers, provisioner)))
-            await poll(lambda: len(sim.state.webhook_list()) == 2, max_wait=30)
+            await eventually(
+                lambda: len(sim.state.webhook_list()) == 2, within=timedelta(seconds=30)
+            )
             diff = await wait_for_mirror(
                 migrated_database, "acme", sim, [TICKETS, COMPANIES], within=timedelta(seconds=45)
             )
@@ -422,8 +415,8 @@ async def test_three_worker_replicas_their_sweeps_and_a_provisioner_apply_share_
                 for row in truth(sim, entity.rest_name)
             ]
             produced = await produce_callouts(kafka_bootstrap, topics, "acme", burst * 2)
-            await poll(lambda: _consumed(workers, produced), max_wait=45)
-            await poll(lambda: not sim.state.requests.in_flight, max_wait=15)
+            await eventually(lambda: _consumed(workers, produced), within=timedelta(seconds=45))
+            await eventually(lambda: not sim.state.requests.in_flight, within=timedelta(seconds=15))
             texts = await asyncio.gather(*(w.metrics() for w in workers))
             spread = [metric_total(t, "autotask_sync_worker_callouts_total") for t in texts]
         finally:

@@ -68,6 +68,13 @@ logger.raft.level = INFO
 """
 
 
+JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
+"""A test and demo broker is short-lived and lightly loaded: the quick (C1) compiler alone and
+the single-threaded collector halve the CPU it takes to start and to run (a JVM's start-up is
+mostly the optimizing compiler's work), which counts on a two-core machine running tests in
+parallel."""
+
+
 def cache_root() -> Path:
     """Where downloads are cached: ``$AUTOTASK_SYNC_CACHE_DIR`` or ``~/.cache/autotask-sync``."""
     configured = os.environ.get("AUTOTASK_SYNC_CACHE_DIR")
@@ -209,8 +216,7 @@ def start_kafka(
             str(java),
             "-Xms256m",
             f"-Xmx{heap}",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
+            *JVM_OPTIONS,
             "-Djava.awt.headless=true",
             *common,
             "kafka.Kafka",

@@ -4,9 +4,8 @@ statistics, the registrations table, the control topic)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +29,7 @@ from shared.secrets import SecretBox
 from shared.settings import load_settings
 from tests.helpers.clients import connection_for
 from tests.helpers.simapi import fast_callouts
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import Simulator, SimulatorConfig
 
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
@@ -112,19 +112,23 @@ class Harness:
 
 
 async def read_control(
-    kafka: str, topic: str, *, at_least: int = 1, wait: timedelta = timedelta(seconds=10)
+    kafka: str, topic: str, *, at_least: int = 1, within: timedelta = timedelta(seconds=10)
 ) -> list[ControlEvent]:
-    """Every event on the control ``topic`` from the start, waiting until ``at_least`` are
-    there (or ``wait`` has passed)."""
+    """Every event on the control ``topic`` from the start, once at least ``at_least`` are
+    there; the test fails if they are not within ``within``."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest")
     await consumer.start()
     found: list[ControlEvent] = []
+
+    async def enough() -> bool:
+        batches = await consumer.getmany(timeout_ms=200)
+        for messages in batches.values():
+            found.extend(decode_control(m.value) for m in messages if m.value is not None)
+        assert len(found) >= at_least, found
+        return True
+
     try:
-        deadline = asyncio.get_running_loop().time() + wait.total_seconds()
-        while len(found) < at_least and asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                found += [decode_control(m.value) for m in messages if m.value is not None]
+        await eventually(enough, within=within, what=f"{at_least} events on {topic}")
     finally:
         await consumer.stop()
     return found
@@ -195,17 +199,3 @@ async def harness(
         if producer is not None:
             await producer.stop()
         await pool.close()
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], *, within: float = 10.0) -> None:
-    """Wait until ``check()`` (sync or async) is true; fail after ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {within} s")
-        await asyncio.sleep(0.02)

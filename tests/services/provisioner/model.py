@@ -34,7 +34,7 @@ from services.provisioner.plan import (
     UpdateWebhook,
 )
 from services.provisioner.store import RegistrationSummary
-from shared.entities import by_rest_name
+from shared.entities import by_rest_name, by_webhook_root
 from shared.registrations import RegistrationState
 
 GATEWAY = "https://hooks.example.com"
@@ -70,7 +70,7 @@ def desired_webhook(
         fields=tuple(sorted(fields)),
         udf_fields=tuple(sorted(udf_fields)) if root != "TicketNoteWebhooks" else (),
         excluded_resources=frozenset(excluded),
-        has_udf_child=root != "TicketNoteWebhooks",
+        has_udf_child=by_webhook_root(root).webhook_udf_child,
     )
 
 

@@ -4,9 +4,6 @@ one simulated tenant per connection."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -16,9 +13,10 @@ import pytest_asyncio
 from shared.db import connect
 from shared.registrations import RegistrationState
 from shared.secrets import SecretBox
-from tests.helpers.cli import ROOT, CliResult, run_cli
+from tests.helpers.processes import CliResult, run_cli, start_cli
 from tests.helpers.receiver import Receiver, serve_receiver
 from tests.helpers.tenants import store_connection, tenants
+from tests.helpers.waiting import eventually
 from tests.services.provisioner.harness import KEY, ensure_control_topic, ours, tenant, writes
 from tools.autotask_sim import Simulator
 from tools.autotask_sim.catalog.system_entities import WEBHOOK_FIELD_IDS
@@ -53,12 +51,6 @@ class Operator:
 
     async def __call__(self, *args: str) -> CliResult:
         return await run_cli(*args, env=self.env)
-
-    def process_env(self) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTASK_SYNC_")}
-        base.pop("DATABASE_URL", None)
-        base.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-        return {**base, **self.env, "AUTOTASK_SYNC_LOG_LEVEL": "WARNING"}
 
 
 @pytest_asyncio.fixture
@@ -138,22 +130,22 @@ async def test_an_apply_killed_half_way_is_finished_by_the_next_one_without_dupl
     a = sims[0]
     await store_connection(migrated_database, SecretBox([KEY]), "alpha", a)
     a.set_faults(latency=timedelta(milliseconds=40))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", "provision", "apply", "--connection", "alpha",
-        cwd=ROOT, env=op.process_env(),
+    command = await start_cli(
+        "provision", "apply", "--connection", "alpha", env=op.env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        for _ in range(3000):  # a busy machine takes seconds just to start the command
-            if any(len(w["fields"]) >= 3 for w in ours(a, "alpha")):
-                break
-            await asyncio.sleep(0.01)
-        else:
-            out = await process.stderr.read() if process.stderr else b""  # type: ignore[union-attr]
-            raise AssertionError(f"the apply never got half-way: {out[-2000:]!r}")
+        await eventually(  # a busy machine takes seconds just to start the command
+            lambda: any(len(w["fields"]) >= 3 for w in ours(a, "alpha")),
+            within=timedelta(seconds=30),
+            what="the apply to get half-way",
+        )
+    except AssertionError as exc:
+        await command.kill()
+        printed = await command.process.stderr.read()  # type: ignore[union-attr]
+        raise AssertionError(f"{exc}; the command printed: {printed[-2000:]!r}") from exc
     finally:
-        process.send_signal(signal.SIGKILL)
-        await process.wait()
+        await command.kill()
     half = ours(a, "alpha")
     assert any(len(w["fields"]) < len(WEBHOOK_FIELD_IDS[_entity(w)].fields) for w in half)
 

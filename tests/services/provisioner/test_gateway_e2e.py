@@ -13,6 +13,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -23,9 +24,11 @@ from shared.kafka import ensure_topics
 from shared.messages.control import SweepRequested
 from shared.messages.topics import Topics
 from shared.secrets import SecretBox
+from tests.helpers.processes import ServiceProcess, running
 from tests.helpers.tenants import store_connection
-from tests.services.provisioner.harness import KEY, eventually, harness, ours, read_control, tenant
-from tests.services.provisioner.processes import Service, passes, provisioner_env, service
+from tests.helpers.waiting import eventually
+from tests.services.provisioner.harness import KEY, harness, ours, read_control, tenant
+from tests.services.provisioner.processes import passes, provisioner_env
 from tools.autotask_sim import Simulator, run_simulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -56,10 +59,13 @@ def gateway_env(dsn: str, kafka: str, topics: Topics, **extra: str) -> dict[str,
 
 
 @pytest_asyncio.fixture
-async def gateway(migrated_database, kafka_bootstrap, topics) -> AsyncIterator[Service]:
+async def gateway(
+    migrated_database, kafka_bootstrap, topics, tmp_path
+) -> AsyncIterator[ServiceProcess]:
     env = gateway_env(migrated_database, kafka_bootstrap, topics)
-    async with service("webhook_gateway", env) as running:
-        yield running
+    log_path = tmp_path / "gateway.log"
+    async with running(ServiceProcess("webhook_gateway", env, log_path=log_path)) as service:
+        yield service
 
 
 def sign(secret: str, body: bytes) -> dict[str, str]:
@@ -101,13 +107,13 @@ def delivered(sim: Simulator) -> list[dict]:
 
 async def test_callouts_verify_and_a_rotation_loses_none_and_honours_the_overlap(
     sim: Simulator,
-    gateway: Service,
+    gateway: ServiceProcess,
     topics: Topics,
     migrated_database: str,
     kafka_bootstrap: str,
 ):
     async with harness(
-        sim, migrated_database, gateway=gateway.base_url, kafka=kafka_bootstrap,
+        sim, migrated_database, gateway=gateway.url, kafka=kafka_bootstrap,
         topic_prefix=topics.prefix,
     ) as h:  # fmt: skip
         assert (await h.apply()).outcome == "applied"
@@ -138,7 +144,7 @@ async def test_callouts_verify_and_a_rotation_loses_none_and_honours_the_overlap
 
         new = (await h.live())["Tickets"]
         assert new.secret_previous is not None
-        url = f"{gateway.base_url}/v1/callouts/{new.registration_id}"
+        url = f"{gateway.url}/v1/callouts/{new.registration_id}"
         old_secret = old.secret_current.get_secret_value()
         new_secret = new.secret_current.get_secret_value()
         async with aiohttp.ClientSession() as http:
@@ -156,35 +162,43 @@ async def test_callouts_verify_and_a_rotation_loses_none_and_honours_the_overlap
                 new.registration_id,
             )
             sequence = iter(range(3, 1000))
-            await eventually(lambda: _is(status(old_secret, next(sequence)), 401), within=10)
+            await eventually(
+                lambda: _is(status(old_secret, next(sequence)), 401), within=timedelta(seconds=10)
+            )
             assert await status(new_secret, 1001) == 200  # after it: only the new one
 
         async def seen() -> bool:
             return (await h.live())["Tickets"].last_callout_at is not None
 
-        await eventually(seen, within=10)  # what `provision status` shows as the last callout
+        await eventually(seen, within=timedelta(seconds=10))  # what `provision status` shows
 
 
 async def test_a_deactivation_call_to_the_gateway_gets_the_webhook_reactivated_and_swept(
-    sim: Simulator, topics: Topics, migrated_database: str, kafka_bootstrap: str
+    sim: Simulator, topics: Topics, migrated_database: str, kafka_bootstrap: str, tmp_path: Path
 ):
     await store_connection(migrated_database, SecretBox([KEY]), "acme", sim)
     # every call gets through the gateway, so the provisioner's own coalescing is what is seen
     gateway_settings = gateway_env(
         migrated_database, kafka_bootstrap, topics, AUTOTASK_SYNC_DEACTIVATION_INTERVAL="10ms"
     )
-    async with service("webhook_gateway", gateway_settings) as gateway:
-        env = provisioner_env(migrated_database, kafka_bootstrap, topics.prefix, gateway.base_url)
+    gateway_process = ServiceProcess(
+        "webhook_gateway", gateway_settings, log_path=tmp_path / "gateway.log"
+    )
+    async with running(gateway_process) as gateway:
+        env = provisioner_env(migrated_database, kafka_bootstrap, topics.prefix, gateway.url)
         env["AUTOTASK_SYNC_PROVISIONER_EVENT_COALESCE"] = "4s"
-        async with service("provisioner", env) as provisioner:
-            await eventually(lambda: _ready(sim), within=30)
+        provisioner_process = ServiceProcess(
+            "provisioner", env, log_path=tmp_path / "provisioner.log"
+        )
+        async with running(provisioner_process) as provisioner:
+            await eventually(lambda: _ready(sim), within=timedelta(seconds=30))
             tickets = next(w for w in ours(sim) if w["root"] == "TicketWebhooks")
 
             # Autotask switches the webhook off and calls its DeactivationUrl (the gateway)
             sim.state.webhooks.deactivate("TicketWebhooks", tickets["id"])
-            await eventually(lambda: _ready(sim), within=15)
-            await eventually(lambda: _passes_are(provisioner, 1), within=10)
-            events = await read_control(kafka_bootstrap, topics.control, at_least=4)
+            await eventually(lambda: _ready(sim), within=timedelta(seconds=15))
+            await eventually(lambda: _passes_are(provisioner, 1), within=timedelta(seconds=10))
+            events = await read_control(kafka_bootstrap, topics.control, at_least=3)
             assert ("Tickets", "webhook reactivated") in {
                 (e.entity, e.reason) for e in events if isinstance(e, SweepRequested)
             }
@@ -195,8 +209,8 @@ async def test_a_deactivation_call_to_the_gateway_gets_the_webhook_reactivated_a
                 for _ in range(30):
                     async with http.post(tickets["deactivationUrl"], json={}) as response:
                         assert response.status == 200
-            await eventually(lambda: _ready(sim), within=15)
-            await asyncio.sleep(5)  # longer than the window: anything left would have run
+            await eventually(lambda: _ready(sim), within=timedelta(seconds=15))
+            await asyncio.sleep(10)  # 2.5 windows: a pass the flood left owed would have run
             assert await passes(provisioner, "deactivation") == 2  # the flood: one check
 
 
@@ -205,8 +219,8 @@ def _ready(sim: Simulator) -> bool:
     return len(webhooks) == 2 and all(w["isActive"] and w["isReady"] for w in webhooks)
 
 
-async def _passes_are(running: Service, count: int) -> bool:
-    return await passes(running, "deactivation") == count
+async def _passes_are(provisioner: ServiceProcess, count: int) -> bool:
+    return await passes(provisioner, "deactivation") == count
 
 
 async def _is(awaitable, expected: int) -> bool:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -14,17 +15,18 @@ import pytest_asyncio
 from shared.kafka import make_producer, produce
 from shared.messages.control import SweepRequested, WebhookDeactivated, encode_control
 from shared.secrets import SecretBox
+from tests.helpers.processes import ServiceProcess, running
 from tests.helpers.receiver import Receiver, serve_receiver
 from tests.helpers.tenants import store_connection
+from tests.helpers.waiting import eventually
 from tests.services.provisioner.harness import (
     KEY,
     ensure_control_topic,
-    eventually,
     ours,
     read_control,
     tenant,
 )
-from tests.services.provisioner.processes import Service, passes, provisioner_env, service, stop
+from tests.services.provisioner.processes import passes, provisioner_env
 from tools.autotask_sim import Simulator, run_simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -43,15 +45,23 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 async def test_a_flood_of_deactivation_events_leads_to_one_pass_that_heals_and_asks_for_a_sweep(
-    sim: Simulator, receiver: Receiver, migrated_database: str, kafka_bootstrap: str, unique: str
+    sim: Simulator,
+    receiver: Receiver,
+    migrated_database: str,
+    kafka_bootstrap: str,
+    unique: str,
+    tmp_path: Path,
 ):
     prefix = f"svc{unique}"
     await store_connection(migrated_database, SecretBox([KEY]), "acme", sim)
     topics = await ensure_control_topic(kafka_bootstrap, prefix)
     env = provisioner_env(migrated_database, kafka_bootstrap, prefix, receiver.base_url)
-    async with service("provisioner", env) as provisioner:
-        await eventually(lambda: len(ours(sim)) == 2, within=30)
-        await eventually(lambda: _passes_reached(provisioner, "startup", 1), within=30)
+    service = ServiceProcess("provisioner", env, log_path=tmp_path / "provisioner.log")
+    async with running(service) as provisioner:
+        await eventually(lambda: len(ours(sim)) == 2, within=timedelta(seconds=30))
+        await eventually(
+            lambda: _passes_reached(provisioner, "startup", 1), within=timedelta(seconds=30)
+        )
         assert all(w["isReady"] and w["isActive"] for w in ours(sim))
         tickets = next(w for w in ours(sim) if w["root"] == "TicketWebhooks")
 
@@ -71,8 +81,10 @@ async def test_a_flood_of_deactivation_events_leads_to_one_pass_that_heals_and_a
         finally:
             await producer.stop()
 
-        await eventually(lambda: _active(sim, "TicketWebhooks"), within=30)
-        await eventually(lambda: _passes_reached(provisioner, "deactivation", 1), within=30)
+        await eventually(lambda: _active(sim, "TicketWebhooks"), within=timedelta(seconds=30))
+        await eventually(
+            lambda: _passes_reached(provisioner, "deactivation", 1), within=timedelta(seconds=30)
+        )
         events = await read_control(kafka_bootstrap, topics.control, at_least=33)
         sweeps = {(e.entity, e.reason) for e in events if isinstance(e, SweepRequested)}
         assert sweeps >= {
@@ -82,7 +94,7 @@ async def test_a_flood_of_deactivation_events_leads_to_one_pass_that_heals_and_a
         }
         await asyncio.sleep(3)  # the rest of the flood was coalesced into that one pass
         assert await passes(provisioner, "deactivation") == 1
-        assert await stop(provisioner) == 0
+        assert await provisioner.stop() == 0
         assert '"event": "service stopped"' in provisioner.log()
 
 
@@ -90,5 +102,5 @@ def _active(sim: Simulator, root: str) -> bool:
     return any(w["root"] == root and w["isActive"] for w in ours(sim))
 
 
-async def _passes_reached(running: Service, trigger: str, count: int) -> bool:
-    return await passes(running, trigger) >= count
+async def _passes_reached(provisioner: ServiceProcess, trigger: str, count: int) -> bool:
+    return await passes(provisioner, trigger) >= count

@@ -10,9 +10,9 @@ test_deletes.py), not an incremental sweep.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,10 @@ from shared.entities import REGISTRY, TICKETS, EntitySpec
 from shared.mirror.store import live_rows
 from shared.secrets import SecretBox
 from tests.helpers.clients import truth
-from tests.helpers.pipeline import ServiceProcess, callouts_for, produce_callouts, tenant_state
+from tests.helpers.pipeline import callouts_for, produce_callouts, tenant_state
+from tests.helpers.processes import ServiceProcess
 from tests.helpers.tenants import store_connection
+from tests.helpers.waiting import eventually
 from tests.shared.reconcile.rig import CONNECTION, reconcile_rig
 from tools.autotask_sim import Simulator, SimulatorConfig
 
@@ -59,12 +61,17 @@ def _differing(mirror: dict[Key, Any], tenant: dict[Key, Any]) -> set[Key]:
 
 async def _settled(dsn: str, sim: Simulator, keys: set[Key]) -> None:
     tenant = tenant_state(sim, ENTITIES)
-    for _ in range(300):
+
+    async def applied() -> bool:
         mirror = await _mirror(dsn, ENTITIES)
-        if all(mirror.get(k) == tenant.get(k) for k in keys):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the worker did not apply the delivered callouts")
+        return all(mirror.get(k) == tenant.get(k) for k in keys)
+
+    await eventually(
+        applied,
+        within=timedelta(seconds=30),
+        interval=timedelta(milliseconds=100),
+        what="the worker to apply the delivered callouts",
+    )
 
 
 async def test_one_incremental_sweep_repairs_what_the_webhooks_lost(
@@ -118,14 +125,19 @@ async def test_one_incremental_sweep_repairs_what_the_webhooks_lost(
             # exactly what was lost, less what was created and deleted again unseen (neither
             # the mirror nor the tenant has it: nothing to repair).
             tenant = tenant_state(sim, ENTITIES)
-            for _ in range(300):
+
+            async def only_the_lost_differ() -> tuple[set[Key], set[Key]]:
                 mirror = await _mirror(migrated_database, ENTITIES)
                 vanished = {k for k in lost if k not in tenant and k not in mirror}
                 differing = _differing(mirror, tenant)
-                if differing == lost - vanished:
-                    break
-                await asyncio.sleep(0.1)
-            assert differing == lost - vanished
+                assert differing == lost - vanished, (differing, lost, vanished)
+                return differing, vanished
+
+            _, vanished = await eventually(
+                only_the_lost_differ,
+                within=timedelta(seconds=30),
+                interval=timedelta(milliseconds=100),
+            )
 
             repaired = 0
             for spec in ENTITIES:

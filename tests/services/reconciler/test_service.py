@@ -3,7 +3,6 @@ sweeps asked for on the control topic (once per duplicate pair), and exports its
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,14 +15,10 @@ from shared.kafka import make_producer, produce
 from shared.messages.control import SweepRequested, encode_control
 from shared.secrets import SecretBox
 from tests.helpers.clients import truth
-from tests.helpers.pipeline import (
-    ServiceProcess,
-    create_topics,
-    metric_total,
-    read_topic,
-    wait_for_mirror,
-)
+from tests.helpers.pipeline import create_topics, read_topic, wait_for_mirror
+from tests.helpers.processes import ServiceProcess, metric_total
 from tests.helpers.tenants import small_tenant, store_connection, tenants
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +30,14 @@ async def _runs(dsn: str) -> list[dict[str, object]]:
     finally:
         await db.close()
     return [dict(r) for r in rows]
+
+
+async def _finished(dsn: str, mode: str, count: int) -> list[dict[str, object]]:
+    """The ``count`` runs of ``mode``, once there are that many and none still runs."""
+    runs = [r for r in await _runs(dsn) if r["mode"] == mode]
+    assert len(runs) == count, runs
+    assert all(r["status"] != "running" for r in runs), runs
+    return runs
 
 
 async def test_first_load_and_catch_up_requests_from_the_control_topic(
@@ -50,6 +53,7 @@ async def test_first_load_and_catch_up_requests_from_the_control_topic(
                 "DATABASE_URL": migrated_database,
                 "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
                 "AUTOTASK_SYNC_TOPIC_PREFIX": topics.prefix,
+                "AUTOTASK_SYNC_CONTROL_GROUP": f"sweeps-{unique}",
                 "AUTOTASK_SYNC_SECRET_KEYS": key,
                 "AUTOTASK_SYNC_SWEEP_INTERVAL": "1h",
                 "AUTOTASK_SYNC_ID_SWEEP_INTERVAL": "1h",
@@ -61,14 +65,10 @@ async def test_first_load_and_catch_up_requests_from_the_control_topic(
         await service.start()
         try:
             assert await wait_for_mirror(migrated_database, "acme", sim, REGISTRY) == {}
-            for _ in range(100):
-                backfills = [r for r in await _runs(migrated_database) if r["mode"] == "backfill"]
-                if len(backfills) == len(REGISTRY) and all(
-                    r["status"] != "running" for r in backfills
-                ):
-                    break
-                await asyncio.sleep(0.1)
-            assert len(backfills) == len(REGISTRY)
+            backfills = await eventually(
+                lambda: _finished(migrated_database, "backfill", len(REGISTRY)),
+                interval=timedelta(milliseconds=100),
+            )
             assert {r["status"] for r in backfills} == {"succeeded"}
 
             # The provisioner found the Tickets webhook deactivated and recreated it.
@@ -86,11 +86,10 @@ async def test_first_load_and_catch_up_requests_from_the_control_topic(
             finally:
                 await producer.stop()
             assert await wait_for_mirror(migrated_database, "acme", sim, [TICKETS]) == {}
-            for _ in range(100):
-                catchups = [r for r in await _runs(migrated_database) if r["mode"] == "catchup"]
-                if len(catchups) == 2 and all(r["status"] != "running" for r in catchups):
-                    break
-                await asyncio.sleep(0.1)
+            catchups = await eventually(
+                lambda: _finished(migrated_database, "catchup", 2),
+                interval=timedelta(milliseconds=100),
+            )
             assert sorted(str(r["status"]) for r in catchups) == ["skipped", "succeeded"]
             assert {r["trigger"] for r in catchups} == {"control"}
 

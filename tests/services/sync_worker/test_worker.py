@@ -4,10 +4,10 @@ topics rebuild it, nothing lost after a crash, few API calls."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -28,6 +28,7 @@ from tests.helpers.pipeline import (
     wait_for_mirror,
 )
 from tests.helpers.tenants import small_tenant, tenants
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import EntityPermission, SecurityLevel
 
 pytestmark = pytest.mark.integration
@@ -106,10 +107,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_regresses_nothing(deployment)
         sim.set_faults(latency=timedelta(milliseconds=150))
         worker = await deployment.worker(AUTOTASK_SYNC_MAX_IDS_PER_FETCH="50")
         await produce_callouts(deployment.bootstrap, deployment.topics, "acme", _everything(sim))
-        for _ in range(400):
-            if await _count(deployment.dsn, "tickets") > 0:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: _count(deployment.dsn, "tickets"), within=timedelta(seconds=8))
         await worker.kill()
         partial = await _count(deployment.dsn, "tickets")
         assert 0 < partial < len(truth(sim, "Tickets"))  # it really was killed half-way
@@ -173,10 +171,11 @@ async def test_scope_keeps_excluded_queues_out_and_marks_tickets_that_leave(depl
         await produce_callouts(
             deployment.bootstrap, deployment.topics, "acme", [("Tickets", "update", moved)]
         )
-        for _ in range(100):
-            if (await mirrored()).get(moved, (0, False))[1]:
-                break
-            await asyncio.sleep(0.1)
+
+        async def marked_out_of_scope() -> bool:
+            return (await mirrored()).get(moved, (0, False))[1]
+
+        await eventually(marked_out_of_scope, interval=timedelta(milliseconds=100))
         assert (await mirrored())[moved][1] is True
         events = await read_topic(deployment.bootstrap, deployment.topics.changes(TICKETS))
         last = [json.loads(m.value) for m in events if m.value and json.loads(m.key)["id"] == moved]
@@ -217,12 +216,15 @@ async def test_an_entity_the_api_user_cannot_read_is_dead_lettered_after_attempt
         tickets = [("Tickets", "update", r["id"]) for r in truth(sim, "Tickets")]
         await produce_callouts(deployment.bootstrap, deployment.topics, "acme", contacts + tickets)
         assert await wait_for_mirror(deployment.dsn, "acme", sim, [TICKETS]) == {}
-        for _ in range(100):
+
+        async def five_dead_letters() -> list[Any]:
             dead = await read_topic(deployment.bootstrap, deployment.topics.callouts_dlq)
-            if len(dead) == 5:
-                break
-            await asyncio.sleep(0.2)
-        assert len(dead) == 5
+            assert len(dead) == 5, dead
+            return dead
+
+        dead = await eventually(
+            five_dead_letters, within=timedelta(seconds=20), interval=timedelta(milliseconds=200)
+        )
         assert {dict(m.headers)[HEADER_ERROR_CLASS].decode() for m in dead} == {
             "PermissionDeniedError"
         }

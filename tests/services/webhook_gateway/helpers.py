@@ -4,22 +4,17 @@ the gateway served in-process or as a real process, and reading what reached Kaf
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
@@ -34,9 +29,8 @@ from shared.messages.topics import Topics
 from shared.registrations import Registration, RegistrationState, create_pending, set_state
 from shared.runtime.ops import add_ops_routes
 from shared.secrets import SecretBox
-from tools.dev_infra.processes import free_port
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.helpers.processes import ServiceProcess
+from tests.helpers.waiting import eventually
 
 FAST: dict[str, Any] = {
     "produce_deadline": timedelta(milliseconds=500),
@@ -67,16 +61,14 @@ def settings_for(
     return GatewaySettings(**values)
 
 
-def env_for(settings: GatewaySettings, *, port: int, **extra: str) -> dict[str, str]:
-    """The same settings as environment variables, for ``python -m services.webhook_gateway``."""
+def env_for(settings: GatewaySettings, **extra: str) -> dict[str, str]:
+    """The same settings as environment variables, for ``python -m services.webhook_gateway``
+    (the process's address is its own: see :func:`gateway_process`)."""
     env = {
         "DATABASE_URL": settings.database_url.get_secret_value(),
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "AUTOTASK_SYNC_TOPIC_PREFIX": settings.topic_prefix,
         "AUTOTASK_SYNC_SECRET_KEYS": settings.secret_keys.get_secret_value(),
-        "AUTOTASK_SYNC_HTTP_HOST": "127.0.0.1",
-        "AUTOTASK_SYNC_HTTP_PORT": str(port),
-        "AUTOTASK_SYNC_LOG_FORMAT": "json",
     }
     for name, value in FAST.items():
         env[f"AUTOTASK_SYNC_{name.upper()}"] = f"{value.total_seconds()}s"
@@ -89,22 +81,6 @@ async def create_topics(bootstrap: str, prefix: str) -> Topics:
     topics = Topics(prefix=prefix, partitions=3)
     await ensure_topics(bootstrap, topics.declarations(entities=[]), replication_factor=1)
     return topics
-
-
-async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], max_wait: timedelta = timedelta(seconds=5)
-) -> None:
-    """Wait until ``check()`` (sync or async) is true; fail the test at the deadline."""
-    deadline = asyncio.get_running_loop().time() + max_wait.total_seconds()
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {max_wait.total_seconds():g} s")
-        await asyncio.sleep(0.01)
 
 
 # --- registrations and signed callouts ---------------------------------------------------------
@@ -197,83 +173,10 @@ async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[Served]:
             await runner.cleanup()
 
 
-@dataclass
-class GatewayProcess:
-    """``python -m services.webhook_gateway`` as a real process, output in a log file."""
-
-    env: dict[str, str]
-    log_path: Path
-    port: int
-    process: asyncio.subprocess.Process | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def served(self) -> Served:
-        return Served(self.base_url)
-
-    async def start(self, *, ready: bool = True) -> GatewayProcess:
-        with self.log_path.open("ab") as out:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "services.webhook_gateway",
-                env={**os.environ, **self.env},
-                cwd=ROOT,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        await self.wait_http(path="/readyz" if ready else "/healthz")
-        return self
-
-    async def wait_http(self, *, path: str, max_wait: timedelta = timedelta(seconds=30)) -> None:
-        assert self.process is not None
-        deadline = asyncio.get_running_loop().time() + max_wait.total_seconds()
-        async with aiohttp.ClientSession() as session:
-            while asyncio.get_running_loop().time() < deadline:
-                if self.process.returncode is not None:
-                    break
-                try:
-                    async with session.get(self.base_url + path) as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"{path} never answered 200:\n{self.log()[-3000:]}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-
-    async def stop(self, *, sig: int = signal.SIGTERM, max_wait: float = 30) -> int:
-        process = self.process
-        if process is None or process.returncode is not None:
-            return process.returncode if process and process.returncode is not None else 0
-        process.send_signal(sig)
-        try:
-            return await asyncio.wait_for(process.wait(), max_wait)
-        except TimeoutError:
-            process.kill()
-            return await process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.log().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-        return lines
-
-
-def gateway_process(settings: GatewaySettings, log_path: Path, **extra: str) -> GatewayProcess:
-    port = free_port()
-    return GatewayProcess(env_for(settings, port=port, **extra), log_path, port)
+def gateway_process(settings: GatewaySettings, log_path: Path, **extra: str) -> ServiceProcess:
+    """``python -m services.webhook_gateway`` with ``settings`` (and ``extra`` variables) on a
+    port of its own, not started yet; ``Served(process.url)`` gives its routes."""
+    return ServiceProcess("webhook_gateway", env_for(settings, **extra), log_path=log_path)
 
 
 # --- what was stored ---------------------------------------------------------------------------
@@ -282,12 +185,13 @@ async def read_topic(
     topic: str,
     *,
     at_least: int = 0,
-    max_wait: timedelta = timedelta(seconds=15),
+    within: timedelta = timedelta(seconds=15),
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every message on ``topic`` (in partition order), waiting for ``at_least`` of them.
+    """Every message on ``topic`` (in partition order), once at least ``at_least`` are there;
+    the test fails if they are not within ``within``.
 
-    Reads up to the end offsets as they are when the wait ends (or ``at_least`` is reached),
-    so with ``at_least=0`` it is "everything there now".
+    Reads up to the end offsets as they are when that many are there, so with ``at_least=0`` it
+    is "everything there now".
     """
     consumer = AIOKafkaConsumer(
         topic,
@@ -303,16 +207,22 @@ async def read_topic(
         partitions = sorted(consumer.assignment(), key=lambda tp: tp.partition)
         assert partitions, f"topic {topic} has no partitions"
         await consumer.seek_to_beginning(*partitions)
-        deadline = asyncio.get_running_loop().time() + max_wait.total_seconds()
-        while True:
+
+        async def enough() -> bool:
             ends = await consumer.end_offsets(partitions)
             while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
                 batch = await consumer.getmany(timeout_ms=200)
                 for messages in batch.values():
                     records.extend(messages)
-            if len(records) >= at_least or asyncio.get_running_loop().time() > deadline:
-                return records
-            await asyncio.sleep(0.05)
+            return len(records) >= at_least
+
+        await eventually(
+            enough,
+            within=within,
+            interval=timedelta(milliseconds=50),
+            what=f"{at_least} messages on {topic}",
+        )
+        return records
     finally:
         await consumer.stop()
 

@@ -21,13 +21,13 @@ from prometheus_client import REGISTRY
 from shared.db import apply_migrations
 from tests.helpers.servers import Broker
 from tests.helpers.simapi import Api, fast_callouts, fast_config, make_webhook
+from tests.helpers.waiting import eventually
 from tests.services.webhook_gateway.helpers import (
     Deployment,
     add_registration,
     by_value,
     callout_body,
     create_topics,
-    eventually,
     headers_of,
     read_topic,
     serve_gateway,
@@ -122,7 +122,7 @@ async def test_kafka_stopped_mid_stream_loses_nothing_and_keeps_order_per_key(
         async def spool_empty() -> bool:
             return not await spooled(deployment.dsn)
 
-        await eventually(spool_empty, max_wait=timedelta(seconds=30))
+        await eventually(spool_empty, within=timedelta(seconds=30))
         records = await read_topic(deployment.bootstrap, deployment.topics.callouts, at_least=80)
 
     delivered = [e for e in log if e["outcome"] == "delivered"]
@@ -184,7 +184,7 @@ async def test_without_kafka_and_postgresql_the_gateway_answers_503_and_the_retr
             sim.update_entity("Tickets", ticket, {"title": "while everything is down"})
             await eventually(
                 lambda: any(e["outcome"] == "failed_attempt" for e in sim.state.callout_log),
-                max_wait=timedelta(seconds=10),
+                within=timedelta(seconds=10),
             )
         finally:
             await asyncio.to_thread(broker.start)
@@ -241,7 +241,7 @@ async def test_replicas_started_without_kafka_spool_then_one_drains_everything_i
                 spooling = any(g.durability.spooling for g in gateways)  # type: ignore[union-attr]
                 return not spooling and not await spooled(deployment.dsn)
 
-            await eventually(all_drained, max_wait=timedelta(seconds=20))
+            await eventually(all_drained, within=timedelta(seconds=20))
             records = await read_topic(
                 deployment.bootstrap, deployment.topics.callouts, at_least=60
             )

@@ -1,24 +1,32 @@
 """The gateway as a real process (``python -m services.webhook_gateway``): killed mid-burst it
-loses no answered callout, stopped with SIGTERM it finishes what it accepted, and it starts and
-serves with Kafka unreachable."""
+loses no answered callout, stopped with SIGTERM it finishes what it accepted (callouts still in
+flight are answered before it exits), and it starts and serves with Kafka unreachable."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.helpers.processes import ServiceProcess
+from tests.helpers.waiting import eventually
 from tests.services.webhook_gateway.helpers import (
     Deployment,
-    GatewayProcess,
+    Served,
     callout_body,
     gateway_process,
     read_topic,
     signed_headers,
     spooled,
+)
+from tests.services.webhook_gateway.inflight import (
+    refuses_connections,
+    spool_locked,
+    spool_writes_waiting,
 )
 from tools.dev_infra.processes import free_port
 
@@ -30,11 +38,11 @@ SENDERS = 24
 
 
 async def _burst(
-    process: GatewayProcess, registration_id: str, *, stop_after: int, sig: int
+    process: ServiceProcess, registration_id: str, *, stop_after: int, sig: int
 ) -> tuple[dict[bytes, int], list[str]]:
     """Send BURST callouts from SENDERS at once; signal the process after ``stop_after``
     answers. Returns status by body (absent: no answer) and the errors seen."""
-    url = process.served().callout_url(registration_id)
+    url = Served(process.url).callout_url(registration_id)
     bodies = [callout_body(1000 + n % 50, sequence=n) for n in range(BURST)]
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
@@ -75,7 +83,7 @@ async def test_sigkill_mid_burst_loses_no_callout_that_got_a_2xx(
         answered, _errors = await _burst(
             process, registration.registration_id, stop_after=BURST // 3, sig=signal.SIGKILL
         )
-        code = await asyncio.wait_for(process.process.wait(), 10)  # type: ignore[union-attr]
+        code = await process.wait(timedelta(seconds=10))
     finally:
         await process.stop(sig=signal.SIGKILL)
     accepted = {body for body, status in answered.items() if status == 200}
@@ -100,7 +108,7 @@ async def test_sigterm_mid_burst_finishes_accepted_requests_and_exits_cleanly(
         answered, errors = await _burst(
             process, registration.registration_id, stop_after=BURST // 3, sig=signal.SIGTERM
         )
-        code = await asyncio.wait_for(process.process.wait(), 30)  # type: ignore[union-attr]
+        code = await process.wait(timedelta(seconds=30))
     finally:
         await process.stop(sig=signal.SIGKILL)
     accepted = {body for body, status in answered.items() if status == 200}
@@ -113,3 +121,48 @@ async def test_sigterm_mid_burst_finishes_accepted_requests_and_exits_cleanly(
     events = [line.get("event") for line in process.log_lines()]
     assert "service stopped" in events
     assert not [line for line in process.log_lines() if line.get("level") == "error"]
+
+
+async def test_sigterm_with_callouts_in_flight_answers_them_and_then_exits_cleanly(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    registration = await deployment.registration(secret=SECRET)
+    settings = deployment.settings(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
+    process = await gateway_process(
+        settings, tmp_path / "gateway.log", AUTOTASK_SYNC_SPOOL_DEADLINE="20s"
+    ).start()
+    assert process.process is not None
+    url = Served(process.url).callout_url(registration.registration_id)
+    bodies = [callout_body(3, sequence=n) for n in range(3)]
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def post(body: bytes) -> int:
+                async with http.post(url, data=body, headers=signed_headers(SECRET, body)) as r:
+                    return r.status
+
+            async with spool_locked(deployment.dsn) as locker:
+                posts = [asyncio.create_task(post(body)) for body in bodies]
+
+                async def all_waiting() -> bool:
+                    return await spool_writes_waiting(locker) >= len(bodies)
+
+                await eventually(all_waiting)
+                process.process.send_signal(signal.SIGTERM)
+                await eventually(
+                    lambda: refuses_connections(f"{process.url}/healthz"),
+                    what="the stopping gateway to refuse new connections",
+                )
+                assert process.running  # waiting for the callouts in flight
+                assert not any(p.done() for p in posts)
+            statuses = await asyncio.wait_for(asyncio.gather(*posts), timeout=10)
+        code = await process.wait(timedelta(seconds=20))
+    finally:
+        await process.stop(sig=signal.SIGKILL)
+    assert statuses == [200] * len(bodies), process.log()[-3000:]
+    assert code == 0, process.log()[-3000:]
+    assert sorted(row.value for row in await spooled(deployment.dsn)) == sorted(bodies)
+    events = [line.get("event") for line in process.log_lines()]
+    assert "service stopped" in events
+    errors = [line for line in process.log_lines() if line.get("level") == "error"]
+    assert [e for e in errors if e.get("logger") != "aiokafka"] == []  # its own: no broker there

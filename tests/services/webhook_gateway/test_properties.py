@@ -16,6 +16,7 @@ import json
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,9 +27,10 @@ from hypothesis import strategies as st
 
 from services.webhook_gateway.signature import reescape
 from shared.registrations import RegistrationState
+from tests.helpers.processes import ServiceProcess
+from tests.helpers.waiting import eventually
 from tests.services.webhook_gateway.helpers import (
     Deployment,
-    GatewayProcess,
     gateway_process,
     read_topic,
     signature,
@@ -45,7 +47,7 @@ REFUSALS = {400, 401, 404, 405, 410, 413}
 
 @dataclass
 class Target:
-    process: GatewayProcess
+    process: ServiceProcess
     active: str
     retired: str
     verified: set[bytes] = field(default_factory=set)
@@ -230,13 +232,12 @@ def test_arbitrary_requests_never_get_a_5xx_and_only_signed_bodies_are_stored(
         rows = await spooled(deployment.dsn)
         return [r.value for r in (*callouts, *dead)] + [row.value for row in rows]  # type: ignore[misc]
 
+    async def all_stored() -> bool:
+        return set(await stored()) >= target.verified
+
     async def wait_for_all() -> list[bytes]:
-        async with asyncio.timeout(20):
-            while True:
-                found = await stored()
-                if set(found) >= target.verified:
-                    return found
-                await asyncio.sleep(0.1)
+        await eventually(all_stored, within=timedelta(seconds=20), interval=timedelta(seconds=0.1))
+        return await stored()
 
     found = asyncio.run(wait_for_all())
     assert set(found) == target.verified  # everything verified, and nothing else

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import timedelta
 
 import asyncpg
@@ -33,7 +34,7 @@ from shared.errors import DeadlineExceededError
 from shared.metrics import AUTOTASK_SLOT_FALLBACK
 from shared.settings import AutotaskSettings
 from tests.helpers.clients import connection_for
-from tests.helpers.simapi import poll
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import SimulatorConfig, run_simulator
 from tools.dev_infra.databases import scratch_database
 
@@ -47,6 +48,8 @@ FAST = CoordinatorConfig(
     min_refresh_interval=timedelta(seconds=5),
     lockout=LockoutPolicy(first=timedelta(seconds=1), longest=timedelta(seconds=3)),
 )
+PATIENT = replace(FAST, lockout=LockoutPolicy())
+"""Pauses of minutes: what lifts one in a test is a clear, never the cool-down running out."""
 MakeCoordinator = Callable[..., Awaitable[SharedCoordinator]]
 
 
@@ -132,7 +135,7 @@ async def test_processes_together_never_hold_more_than_the_capacity(
     assert done == 30
     assert peak == 3  # used fully, never exceeded
     # Releases are sent in the background: they all land.
-    await poll(lambda: _no_slots_in_use(migrated_database), max_wait=3)
+    await eventually(lambda: _no_slots_in_use(migrated_database), within=timedelta(seconds=3))
 
 
 async def test_a_release_wakes_a_waiter_in_another_process_at_once(
@@ -144,7 +147,8 @@ async def test_a_release_wakes_a_waiter_in_another_process_at_once(
     lease = await holder.slots.acquire(
         "Tickets", capacity=1, priority=Priority.WEBHOOK, deadline=far()
     )
-    await poll(lambda: _listeners(migrated_database, 2), max_wait=10)  # both LISTEN by now
+    # Both LISTEN by now.
+    await eventually(lambda: _listeners(migrated_database, 2), within=timedelta(seconds=10))
     waiting = asyncio.create_task(
         waiter.slots.acquire("Tickets", capacity=1, priority=Priority.WEBHOOK, deadline=far())
     )
@@ -292,7 +296,7 @@ async def test_a_quiet_process_gives_its_unused_reservation_back(
         finally:
             await db.close()
 
-    await poll(given_back, max_wait=10)
+    await eventually(given_back, within=timedelta(seconds=10))
 
 
 async def test_one_process_reads_thresholdinformation_and_every_process_sees_it(
@@ -320,16 +324,16 @@ async def test_one_process_reads_thresholdinformation_and_every_process_sees_it(
 async def test_a_pause_recorded_by_one_process_holds_every_process(
     coordinators: MakeCoordinator,
 ):
-    first = (await coordinators()).bind("acme", clock=CLOCK)
-    second = (await coordinators()).bind("acme", clock=CLOCK)
+    first = (await coordinators(PATIENT)).bind("acme", clock=CLOCK)
+    second = (await coordinators(PATIENT)).bind("acme", clock=CLOCK)
     assert await second.lockout.admit() is None
     lockout = await first.lockout.record_failure(reason="HTTP 401 from zone14")
     assert lockout.failures == 1
-    await poll(lambda: _admitted(second, expect=False), max_wait=3)
+    await eventually(lambda: _admitted(second, expect=False), within=timedelta(seconds=3))
     held = await second.lockout.admit()
     assert held is not None
     assert held.reason == "HTTP 401 from zone14"
-    assert 0 < held.until - CLOCK.monotonic() <= 1.0
+    assert 0 < held.until - CLOCK.monotonic() <= 300  # the first cool-down: 5 minutes
 
 
 async def test_after_the_cool_down_one_process_tries_again_and_failures_double(
@@ -353,12 +357,12 @@ async def test_after_the_cool_down_one_process_tries_again_and_failures_double(
 
 
 async def test_clearing_lifts_the_pause_everywhere(coordinators: MakeCoordinator):
-    first = (await coordinators()).bind("acme", clock=CLOCK)
-    second = (await coordinators()).bind("acme", clock=CLOCK)
+    first = (await coordinators(PATIENT)).bind("acme", clock=CLOCK)
+    second = (await coordinators(PATIENT)).bind("acme", clock=CLOCK)
     await first.lockout.record_failure(reason="401")
-    await poll(lambda: _admitted(second, expect=False), max_wait=3)
+    await eventually(lambda: _admitted(second, expect=False), within=timedelta(seconds=3))
     await first.lockout.clear()
-    await poll(lambda: _admitted(second, expect=True), max_wait=3)
+    await eventually(lambda: _admitted(second, expect=True), within=timedelta(seconds=3))
 
 
 async def _admitted(part: Coordination, *, expect: bool) -> bool:
@@ -445,9 +449,9 @@ async def test_a_passing_connection_check_lifts_the_pause_for_everyone(
     coordinators: MakeCoordinator, migrated_database: str
 ):
     async with run_simulator(SimulatorConfig(seed=3, companies=5, tickets=5)) as sim:
-        process = (await coordinators()).bind("acme", clock=CLOCK)
+        process = (await coordinators(PATIENT)).bind("acme", clock=CLOCK)
         await process.lockout.record_failure(reason="HTTP 401 from ws14")
-        await poll(lambda: _admitted(process, expect=False), max_wait=3)
+        await eventually(lambda: _admitted(process, expect=False), within=timedelta(seconds=3))
 
         wrong = connection_for(sim, name="acme", secret=SecretStr("still-wrong"))
         failed = await check(wrong, database_url=migrated_database, share=0.5)
@@ -467,7 +471,7 @@ async def test_a_passing_connection_check_lifts_the_pause_for_everyone(
         text = render_text(report)
         assert "API share:   this deployment may use 50% of it (5000 requests per hour)" in text
         assert "lifted now that the test passed" in text
-        await poll(lambda: _admitted(process, expect=True), max_wait=3)
+        await eventually(lambda: _admitted(process, expect=True), within=timedelta(seconds=3))
 
 
 async def test_the_check_without_a_database_says_the_share_use_is_unknown():

@@ -21,9 +21,9 @@ from tests.helpers.clients import MakeClient, connection_for, requests_to, truth
 from tools.autotask_sim.server import Simulator
 
 
-class OneProcess:
-    """A coordinator handing every client the same parts, as a shared one does across
-    processes (the PostgreSQL one is tested in tests/shared/db/test_api_budget.py)."""
+class SharedParts:
+    """A coordinator handing every client the same parts, as the shared one does across
+    processes (the PostgreSQL one is tested in tests/shared/apibudget/)."""
 
     def __init__(self) -> None:
         self._parts: Coordination | None = None
@@ -101,7 +101,7 @@ async def test_the_cool_down_doubles_and_one_call_tries_again_after_each(
 
 
 async def test_clients_sharing_a_coordinator_share_the_pause(sim: Simulator, clock: ManualClock):
-    shared = OneProcess()
+    shared = SharedParts()
     bad = connection_for(sim, secret="not-the-secret")
     clients = [AutotaskClient(bad, clock=clock, coordinator=shared) for _ in range(3)]
     try:
@@ -118,7 +118,7 @@ async def test_clients_sharing_a_coordinator_share_the_pause(sim: Simulator, clo
 
 
 async def test_a_good_login_after_the_cool_down_ends_the_pause(sim: Simulator, clock: ManualClock):
-    shared = OneProcess()
+    shared = SharedParts()
     bad = AutotaskClient(
         connection_for(sim, secret="not-the-secret"), clock=clock, coordinator=shared
     )
@@ -152,7 +152,7 @@ async def test_a_zone_move_is_not_a_failure(sim: Simulator, client: AutotaskClie
 async def test_a_process_that_worked_before_the_pause_tries_again_with_one_call(
     sim: Simulator, clock: ManualClock
 ):
-    shared = OneProcess()
+    shared = SharedParts()
     good = AutotaskClient(connection_for(sim), clock=clock, coordinator=shared)
     bad = AutotaskClient(
         connection_for(sim, secret="not-the-secret"), clock=clock, coordinator=shared

@@ -14,8 +14,8 @@ from shared.connections.catalogue import CatalogueChange, ConnectionCatalogue, S
 from shared.db import connect
 from shared.errors import AuthenticationError, ConfigError
 from shared.secrets import SecretBox
-from tests.helpers.simapi import poll
 from tests.helpers.tenants import small_tenant, store_connection, tenants
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +79,13 @@ async def test_disable_reaches_a_running_view_within_seconds_and_enable_brings_i
             catalogue.subscribe(changes.append)
             client = catalogue.client("beta")
             await _set(migrated_database, "beta", enabled=False)  # the reload is 10 min away
-            await poll(lambda: catalogue.names() == ["alpha"], max_wait=30)
+            await eventually(lambda: catalogue.names() == ["alpha"], within=timedelta(seconds=30))
             with pytest.raises(ConfigError, match="no connection 'beta' is served here"):
                 catalogue.client("beta")
             await _set(migrated_database, "beta", enabled=True)
-            await poll(lambda: catalogue.names() == ["alpha", "beta"], max_wait=30)
+            await eventually(
+                lambda: catalogue.names() == ["alpha", "beta"], within=timedelta(seconds=30)
+            )
             assert catalogue.client("beta") is not client  # a new client for the new entry
             assert await catalogue.client("beta").count("Companies") == 12
         assert changes[0].removed == frozenset({"beta"})
@@ -96,12 +98,12 @@ async def test_edited_credentials_rebuild_the_client(migrated_database):
         async with _catalogue(migrated_database, None) as catalogue:
             assert await catalogue.client("alpha").count("Companies") == 12
             await _set(migrated_database, "alpha", secret=SecretStr("wrong-secret-123"))
-            await poll(
+            await eventually(
                 lambda: (
                     catalogue.get("alpha").connection.secret.get_secret_value()
                     == "wrong-secret-123"
                 ),
-                max_wait=5,
+                within=timedelta(seconds=5),
             )
             with pytest.raises(AuthenticationError):
                 await catalogue.client("alpha").count("Companies")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import pytest
 from aiokafka import TopicPartition
@@ -14,6 +14,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from shared.entities import TICKETS
 from shared.kafka import ensure_topics, make_consumer, make_producer, produce
 from shared.messages.topics import Topics, TopicSpec
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +40,16 @@ async def _consumer(bootstrap: str, topic: str, group: str, **options) -> AsyncI
         await consumer.stop()
 
 
-async def _consume(consumer, count: int, limit: float = 20.0):
+async def _consume(consumer, count: int):
     records = []
-    async with asyncio.timeout(limit):
-        while len(records) < count:
-            batch = await consumer.getmany(timeout_ms=500)
-            for messages in batch.values():
-                records.extend(messages)
+
+    async def enough() -> bool:
+        batch = await consumer.getmany(timeout_ms=500)
+        for messages in batch.values():
+            records.extend(messages)
+        return len(records) >= count
+
+    await eventually(enough, within=timedelta(seconds=20), what=f"{count} records consumed")
     return records
 
 

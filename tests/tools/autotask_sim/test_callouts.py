@@ -16,7 +16,8 @@ import pytest
 
 from shared.entities import by_callout_type
 from tests.helpers.receiver import Receiver
-from tests.helpers.simapi import Api, fast_callouts, fast_config, make_webhook, poll
+from tests.helpers.simapi import Api, fast_callouts, fast_config, make_webhook
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import (
     CalloutConfig,
     EntityPermission,
@@ -405,7 +406,7 @@ async def test_sequence_numbers_are_per_webhook(
     def delivered() -> bool:
         return sim.state.dispatcher.counters["delivered"] == 6
 
-    await poll(delivered)
+    await eventually(delivered)
 
 
 async def test_time_scale_shrinks_autotask_durations(

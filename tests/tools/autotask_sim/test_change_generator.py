@@ -8,7 +8,8 @@ from typing import Any
 import aiohttp
 
 from tests.helpers.receiver import Receiver
-from tests.helpers.simapi import Api, fast_config, make_webhook, poll
+from tests.helpers.simapi import Api, fast_config, make_webhook
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import ChangeGeneratorConfig, Simulator, run_simulator
 
 ANCHOR = datetime(2025, 6, 1, 12, 0, 0)
@@ -53,7 +54,9 @@ async def test_rate_driven_run_matches_burst(session: aiohttp.ClientSession) -> 
     async with run_simulator(config) as burst, run_simulator(config) as paced:
         expected = burst.apply_changes(25, seed=5)
         paced.start_changes(250.0, count=25, seed=5)
-        await poll(lambda: len(paced.state.changes.applied) == 25, max_wait=5)
+        await eventually(
+            lambda: len(paced.state.changes.applied) == 25, within=timedelta(seconds=5)
+        )
         assert paced.state.changes.applied == expected
 
 
@@ -61,7 +64,7 @@ async def test_rate_is_respected(sim: Simulator) -> None:
     loop_time = __import__("asyncio").get_running_loop().time
     start = loop_time()
     sim.start_changes(100.0, count=10)
-    await poll(lambda: len(sim.state.changes.applied) == 10, max_wait=5)
+    await eventually(lambda: len(sim.state.changes.applied) == 10, within=timedelta(seconds=5))
     assert loop_time() - start >= 0.09  # 10 changes at 100/s take at least ~0.09 s
     await sim.stop_changes()
     assert not sim.state.changes.running
@@ -128,7 +131,7 @@ async def test_admin_endpoints_drive_the_generator(api: Api, sim: Simulator) -> 
     assert len(applied.body["items"]) == 5
     started = await api.admin("POST", "changes/start", {"rate": 200, "count": 10})
     assert started.body["running"] is True
-    await poll(lambda: len(sim.state.changes.applied) == 15, max_wait=5)
+    await eventually(lambda: len(sim.state.changes.applied) == 15, within=timedelta(seconds=5))
     stopped = await api.admin("POST", "changes/stop")
     assert stopped.body["running"] is False
     status = await api.admin("GET", "changes?limit=3")
@@ -139,5 +142,5 @@ async def test_admin_endpoints_drive_the_generator(api: Api, sim: Simulator) -> 
 async def test_generator_can_start_with_the_simulator(session: aiohttp.ClientSession) -> None:
     config = fast_config(changes=ChangeGeneratorConfig(rate=200))
     async with run_simulator(config) as sim:
-        await poll(lambda: len(sim.state.changes.applied) >= 5, max_wait=5)
+        await eventually(lambda: len(sim.state.changes.applied) >= 5, within=timedelta(seconds=5))
         assert sim.state.changes.running

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from shared.errors import ConfigError
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import cli
 
 
@@ -63,12 +64,14 @@ async def test_serve_prints_working_credentials_and_stops(
     config = cli.build_config(_parse("--port", "0", "--tickets", "5", "--seed", "4"))
     stop = asyncio.Event()
     task = asyncio.create_task(cli.serve(config, stop, signals=False))
-    deadline = asyncio.get_running_loop().time() + 10
     out = ""
-    while "Press Ctrl-C" not in out:
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.01)
+
+    def serving() -> bool:
+        nonlocal out
         out += capsys.readouterr().out
+        return "Press Ctrl-C" in out
+
+    await eventually(serving, within=timedelta(seconds=10))
     fields = dict(
         re.findall(r"^  (UserName|Secret|ApiIntegrationCode|REST root)\s+(\S+)", out, re.M)
     )

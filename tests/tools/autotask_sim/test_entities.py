@@ -8,7 +8,8 @@ from datetime import timedelta
 import aiohttp
 import pytest
 
-from tests.helpers.simapi import CATCH_ALL, Api, fast_config, poll
+from tests.helpers.simapi import CATCH_ALL, Api, fast_config
+from tests.helpers.waiting import eventually
 from tools.autotask_sim import (
     ApiBehaviour,
     EntityPermission,
@@ -294,7 +295,7 @@ async def test_permissions_deny_with_403_or_500_text(
 
 
 async def test_read_after_write_lag_fault(api: Api, sim: Simulator) -> None:
-    sim.set_faults(read_after_write_lag=timedelta(milliseconds=300))
+    sim.set_faults(read_after_write_lag=timedelta(seconds=2))  # far longer than a request
     new_id = (await api.post("Tickets", NEW_TICKET)).body["itemId"]
     assert (await api.get(f"Tickets/{new_id}")).status == 404
     assert (await api.get("Tickets/7000")).status == 200  # old rows are unaffected
@@ -302,7 +303,7 @@ async def test_read_after_write_lag_fault(api: Api, sim: Simulator) -> None:
     async def visible() -> bool:
         return (await api.get(f"Tickets/{new_id}")).status == 200
 
-    await poll(visible, max_wait=3)
+    await eventually(visible, within=timedelta(seconds=10))
 
 
 async def test_catch_all_includes_company_zero(api: Api) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.waiting import eventually
 from tools.dev_infra import cli
-from tools.dev_infra.processes import pid_alive, port_open, wait_until
+from tools.dev_infra.processes import pid_alive, port_open
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +31,13 @@ sys.stdin.read()  # wait to be killed
 
 
 def _wait_gone(pid: int, paths: list[str]) -> None:
-    wait_until(
+    waited = eventually(
         lambda: not pid_alive(pid) and not any(Path(p).exists() for p in paths),
-        timeout=15,
-        what=f"stopping pid {pid} and removing {paths}",
+        within=timedelta(seconds=15),
+        interval=timedelta(milliseconds=100),
+        what=f"pid {pid} stopped and {paths} removed",
     )
+    asyncio.run(waited)
 
 
 def test_killed_owner_leaves_no_server_or_data() -> None:
