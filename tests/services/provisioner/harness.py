@@ -5,7 +5,7 @@ statistics, the registrations table, the control topic)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -112,10 +112,15 @@ class Harness:
 
 
 async def read_control(
-    kafka: str, topic: str, *, at_least: int = 1, within: timedelta = timedelta(seconds=10)
+    kafka: str,
+    topic: str,
+    *,
+    at_least: int = 1,
+    until: Callable[[list[ControlEvent]], bool] | None = None,
+    within: timedelta = timedelta(seconds=10),
 ) -> list[ControlEvent]:
     """Every event on the control ``topic`` from the start, once at least ``at_least`` are
-    there; the test fails if they are not within ``within``."""
+    there (and ``until`` holds for them); the test fails if they are not within ``within``."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest")
     await consumer.start()
     found: list[ControlEvent] = []
@@ -125,6 +130,7 @@ async def read_control(
         for messages in batches.values():
             found.extend(decode_control(m.value) for m in messages if m.value is not None)
         assert len(found) >= at_least, found
+        assert until is None or until(found), found
         return True
 
     try:
