@@ -120,10 +120,8 @@ def database_error(exc: BaseException, what: str) -> DatabaseError:
 
 async def guarded(awaitable: Awaitable[T], what: str) -> T:
     """Await a statement; a failure becomes :func:`database_error`."""
-    try:
+    with db_errors(what):
         return await awaitable
-    except DB_ERRORS as exc:
-        raise database_error(exc, what) from exc
 
 
 @contextmanager
@@ -158,10 +156,8 @@ async def transaction(
 ) -> AsyncIterator[DbSession]:
     """:func:`session` with the block in one transaction: committed when it ends normally,
     rolled back when it raises."""
-    async with session(pool, what, wait=wait) as db:
-        with db_errors(what):
-            async with db.transaction():
-                yield db
+    async with session(pool, what, wait=wait) as db, db.transaction():
+        yield db
 
 
 def _safe_dsn(dsn: str) -> str:

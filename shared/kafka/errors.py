@@ -23,12 +23,6 @@ from shared.errors import KafkaError
 from shared.logging import redact_text
 
 
-def kafka_error(exc: BaseException, what: str) -> KafkaError:
-    """KafkaError("could not {what}: ...") for an aiokafka failure."""
-    detail = redact_text(str(exc)) or type(exc).__name__
-    return KafkaError(f"could not {what}: {type(exc).__name__}: {detail}")
-
-
 def is_unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says no broker answered at the bootstrap address (Kafka still starting,
     or the address is wrong): waiting may cure it, unlike a broker that refused the request."""
@@ -37,8 +31,10 @@ def is_unreachable(exc: BaseException) -> bool:
 
 @contextmanager
 def kafka_errors(what: str) -> Iterator[None]:
-    """aiokafka errors raised in this block become :class:`KafkaError`."""
+    """aiokafka errors raised in this block become :class:`KafkaError` ("could not {what}:
+    ...")."""
     try:
         yield
     except AIOKafkaError as exc:
-        raise kafka_error(exc, what) from exc
+        detail = redact_text(str(exc)) or type(exc).__name__
+        raise KafkaError(f"could not {what}: {type(exc).__name__}: {detail}") from exc

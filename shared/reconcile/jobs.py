@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 
@@ -156,9 +156,26 @@ class Reconciler:
             f"request within {self.policy.request_window.total_seconds() / 60:g} minutes runs "
             "once"
         )
+        run = await self._record_start(
+            job, "record a skipped request", status="skipped", detail={"duplicate_of": previous.id}
+        )
+        SWEEP_RUNS.labels(job.connection, job.entity, job.mode, "skipped").inc()
+        log.info("duplicate request skipped", connection=job.connection, entity=job.entity,
+                 mode=job.mode, duplicate_of=previous.id)  # fmt: skip
+        return Result(job, "skipped", run, message)
+
+    async def _record_start(
+        self,
+        job: Job,
+        what: str,
+        *,
+        status: runs.Status = "running",
+        detail: dict[str, Any] | None = None,
+    ) -> runs.Run:
+        """The job's row in ``sync_runs``."""
         assert job.requested_at is not None
-        async with session(self._pool, "record a skipped request") as db:
-            run = await runs.start(
+        async with session(self._pool, what) as db:
+            return await runs.start(
                 db,
                 connection=job.connection,
                 entity=job.entity,
@@ -166,13 +183,9 @@ class Reconciler:
                 trigger=job.trigger,
                 requested_at=job.requested_at,
                 since=job.since,
-                status="skipped",
-                detail={"duplicate_of": previous.id},
+                status=status,
+                detail=detail,
             )
-        SWEEP_RUNS.labels(job.connection, job.entity, job.mode, "skipped").inc()
-        log.info("duplicate request skipped", connection=job.connection, entity=job.entity,
-                 mode=job.mode, duplicate_of=previous.id)  # fmt: skip
-        return Result(job, "skipped", run, message)
 
     async def _ran_meanwhile(self, job: Job) -> bool:
         async with session(self._pool, "read the last runs") as db:
@@ -181,17 +194,7 @@ class Reconciler:
 
     # --- the run ---------------------------------------------------------------------------
     async def _execute(self, job: Job, served: ServedConnection, options: Options) -> Result:
-        assert job.requested_at is not None
-        async with session(self._pool, "record the run") as db:
-            run = await runs.start(
-                db,
-                connection=job.connection,
-                entity=job.entity,
-                mode=job.mode,
-                trigger=job.trigger,
-                requested_at=job.requested_at,
-                since=job.since,
-            )
+        run = await self._record_start(job, "record the run")
         reports: list[Progress] = [
             LogProgress(
                 connection=job.connection,

@@ -1,7 +1,8 @@
 """Every registry entry is covered wherever the project needs it: a migration creating its mirror
 table (the mirror's columns, the entry's promoted columns, a labels view), a change topic declared
-and listed for Strimzi, a topic contract in ``schemas/``, a scope classification, and the delete
-logs and webhook defaults the services read. A failure names the entity and what it lacks.
+compacted, a scope classification, and the delete logs and webhook defaults the services read. A
+failure names the entity and what it lacks. (Its Strimzi resource and ``schemas/`` contract are
+generated from the registry and pinned where they are generated.)
 
 What is derived from the registry is checked through the code that derives it, so these tests
 also pin that nothing keeps a hand-written list beside the registry.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
 
 from services.provisioner.settings import ProvisionerSettings
 from shared.db import connect, create_pool, discover
@@ -27,8 +27,6 @@ from shared.messages.topics import Topics
 from shared.reconcile.delete_sweep import delete_logs
 from shared.scope.membership import deciding_filter, judge
 from shared.scope.rules import SyncScope
-from tools.dev_infra.kustomize import TOPICS_FILE
-from tools.schemas import SCHEMAS_DIR
 
 SPECS = pytest.mark.parametrize("spec", REGISTRY, ids=[s.rest_name for s in REGISTRY])
 TOPICS = Topics()
@@ -146,22 +144,9 @@ def test_the_change_topic_is_declared_compacted(spec: EntitySpec):
     assert declared[topic].config.get("cleanup.policy") == "compact"
 
 
-@SPECS
-def test_the_change_topic_is_a_strimzi_resource(spec: EntitySpec):
-    listed = {
-        doc["spec"]["topicName"] for doc in yaml.safe_load_all(TOPICS_FILE.read_text()) if doc
-    }
-    assert TOPICS.changes(spec) in listed, (
-        f"{spec.rest_name}: {TOPICS.changes(spec)} is not in {TOPICS_FILE.name}: "
-        "run `python -m tools kustomize topics`"
-    )
-
-
-@SPECS
-def test_the_change_topic_has_a_contract_in_schemas(spec: EntitySpec):
-    topic = TOPICS.changes(spec)
-    for path in (SCHEMAS_DIR / f"{topic}.schema.json", SCHEMAS_DIR / "examples" / f"{topic}.json"):
-        assert path.exists(), f"{spec.rest_name}: no {path.name}: run `python -m tools schemas`"
+# The topic's Strimzi resource and its schema files are generated from the registry and pinned
+# by tests/deploy/test_policies.py (topics.yaml equals what the code generates) and
+# tests/contracts/test_topic_schemas.py (every committed contract equals the generated one).
 
 
 # --- scope ----------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from shared.mirror.store import live_rows
 from tests.helpers.clients import truth
 from tests.helpers.waiting import eventually
 from tools.autotask_sim import Simulator
-from tools.deployment import ServiceProcess, metric_total
 
 
 async def create_topics(bootstrap: str, prefix: str, *, partitions: int = 4) -> Topics:
@@ -180,6 +179,3 @@ async def replay_changes(bootstrap: str, topic: str) -> dict[tuple[str, int], di
         else:
             state[ident] = envelope["after"]
     return state
-
-
-__all__ = ["ServiceProcess", "metric_total"]  # re-exported for the tests that use them here

@@ -11,7 +11,8 @@ import pytest_asyncio
 from shared.messages.topics import Topics
 from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
-from tests.helpers.pipeline import ServiceProcess, create_topics
+from tests.helpers.pipeline import create_topics
+from tests.helpers.processes import ServiceProcess
 from tests.helpers.tenants import store_connection
 from tools.autotask_sim import Simulator
 
