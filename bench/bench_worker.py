@@ -180,7 +180,7 @@ class Rig:
         self.info = info
         self.key = SecretBox.generate_key()
         self.topics = Topics(prefix=f"bw{uuid.uuid4().hex[:8]}", partitions=6)
-        self.port = free_port()
+        self.ops_port = free_port()
         self.process: asyncio.subprocess.Process | None = None
         self.next_ticket = 0
 
@@ -223,7 +223,7 @@ class Rig:
             "AUTOTASK_SYNC_TOPIC_PREFIX": self.topics.prefix,
             "AUTOTASK_SYNC_SECRET_KEYS": self.key,
             "AUTOTASK_SYNC_HTTP_HOST": "127.0.0.1",
-            "AUTOTASK_SYNC_HTTP_PORT": str(self.port),
+            "AUTOTASK_SYNC_OPS_PORT": str(self.ops_port),
             "AUTOTASK_SYNC_LOG_LEVEL": "WARNING",
             "AUTOTASK_SYNC_LOG_FORMAT": "json",
             "AUTOTASK_SYNC_SWEEPS_ENABLED": "false",
@@ -240,7 +240,7 @@ class Rig:
         async with aiohttp.ClientSession() as session:
             for _ in range(300):
                 try:
-                    async with session.get(f"http://127.0.0.1:{self.port}/readyz") as r:
+                    async with session.get(f"http://127.0.0.1:{self.ops_port}/readyz") as r:
                         if r.status == 200:
                             return
                 except aiohttp.ClientError:

@@ -25,6 +25,10 @@ COMMANDS: dict[str, Command] = {
     "dlq": Command(
         "cli.commands.dlq", "list the dead-lettered callouts, or replay them after a fix"
     ),
+    "spool": Command(
+        "cli.commands.spool",
+        "list, show, retry or drop the callouts in the gateway's spool and those Kafka refused",
+    ),
     "status": Command(
         "cli.commands.status",
         "one screen for the person on call: webhooks, lag, spool, sweeps, budget, lockouts",

@@ -204,6 +204,19 @@ GATEWAY_SPOOL_DRAINED = Counter(
     "Spooled messages this replica's drainer moved to Kafka (acknowledged, then deleted).",
     namespace=NAMESPACE,
 )
+GATEWAY_CONNECTIONS_REFUSED = Counter(
+    "gateway_connections_refused_total",
+    "Connections to the public port reset as soon as they were accepted, their address over "
+    "its limits (too many bad requests this minute, or its share of unfinished bodies).",
+    namespace=NAMESPACE,
+)
+GATEWAY_SPOOL_REJECTED = Counter(
+    "gateway_spool_rejected_total",
+    "Spooled messages Kafka refused for good (too large, topic refused...), moved aside by "
+    "destination: dlq (the dead-letter topic) or table (spool_rejects; `autotask-sync spool`).",
+    ["destination"],
+    namespace=NAMESPACE,
+)
 GATEWAY_SPOOL_ROWS = Gauge(
     "gateway_spool_rows",
     "Rows in the spool (every replica's) at the last check.",

@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
@@ -26,6 +27,9 @@ ENV_PREFIX = "AUTOTASK_SYNC_"
 DEFAULT_ZONE_LOOKUP_URL = "https://webservices.autotask.net/atservicesrest"
 """Zone discovery's host; any zone host answers (autotask-api.md §1)."""
 
+DEFAULT_KAFKA_MAX_REQUEST_SIZE = 1024 * 1024
+"""aiokafka's own default ``max_request_size``; Kafka's default topic limit is 12 bytes more."""
+
 CONNECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 """A connection name: a lower-case slug, as used in keys, rows and metric labels."""
 
@@ -34,6 +38,13 @@ WELL_KNOWN_NAMES: dict[str, str] = {
     "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
 }
 """Settings platforms set for you under their usual names; the prefixed name wins over these."""
+
+OPS_PORTS: Mapping[str, int] = MappingProxyType(
+    {"webhook_gateway": 9080, "sync_worker": 9081, "provisioner": 9082, "reconciler": 9083}
+)
+"""Each service's default ops port (``/healthz``, ``/readyz``, ``/metrics``), by the name it
+runs under: all different, and different from the gateway's public ``http_port`` (8080), so
+every service runs on one host with its defaults (docs/configuration.md, "Ports")."""
 
 
 def env_names(field_name: str) -> tuple[str, ...]:
@@ -92,8 +103,28 @@ class BaseServiceSettings(BaseSettings):
     log_format: LogFormat = Field(
         default="auto", description="json, console, or auto (console on a TTY, else json)."
     )
-    http_host: str = Field(default="0.0.0.0", description="Bind address of the HTTP server.")  # noqa: S104 - containers listen on all interfaces
-    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - containers listen on all interfaces
+        description="Bind address of the public HTTP server (the gateway's callout routes) and, "
+        "unless OPS_HOST is set, of the ops endpoints.",
+    )
+    http_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Port of the public routes: the gateway's callouts. Services without "
+        "public routes serve nothing on it.",
+    )
+    ops_host: str | None = Field(
+        default=None, description="Bind address of the ops endpoints; unset: HTTP_HOST."
+    )
+    ops_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of the ops endpoints (/healthz, /readyz, /metrics); unset: the "
+        "service's own default (OPS_PORTS), distinct for each service.",
+    )
     shutdown_grace: Duration = Field(
         default=timedelta(seconds=20),
         description="Drain budget after SIGTERM (Kubernetes kills after 30 s).",
@@ -109,6 +140,14 @@ class BaseServiceSettings(BaseSettings):
         validation_alias=AliasChoices(*env_names("kafka_bootstrap_servers")),
     )
     kafka_client_id: str = "autotask-sync"
+    kafka_max_request_size: int = Field(
+        default=DEFAULT_KAFKA_MAX_REQUEST_SIZE,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest message the producers send, in bytes, record overhead included "
+        "(aiokafka's max_request_size; 1 MiB like its default). Each topic's max.message.bytes "
+        "(the broker's message.max.bytes by default, 1 MiB + 12) must be at least this.",
+    )
     topic_prefix: str = Field(
         default="autotask", description="First segment of every topic name (autotask.<x>.v1)."
     )

@@ -228,8 +228,9 @@ class Demo:
         self.deployment.extra_env.setdefault("AUTOTASK_SYNC_GATEWAY_PUBLIC_URL", self.gateway.url)
         self.provisioner = await self.deployment.start("provisioner")
         self.worker = await self.deployment.start("sync_worker")
+        print(f"   {'callouts':<16} {self.gateway.url}/v1/callouts/...")
         for service in (self.gateway, self.provisioner, self.worker):
-            print(f"   {service.name:<16} {service.url}  (log: {service.log_path})")
+            print(f"   {service.name:<16} {service.ops_url}/metrics  (log: {service.log_path})")
 
     async def wait_for_webhooks(self) -> None:
         say("webhooks registered by the provisioner")
@@ -488,6 +489,7 @@ def _demo_env() -> dict[str, str]:
         "AUTOTASK_SYNC_SWEEP_INTERVAL": "30s",
         "AUTOTASK_SYNC_PROVISIONER_INTERVAL": "30s",
         "AUTOTASK_SYNC_PROVISIONER_EVENT_COALESCE": "2s",
+        "AUTOTASK_SYNC_PROVISIONER_DEACTIVATION_WINDOW": "2s",
     }
 
 

@@ -3,10 +3,10 @@
 :class:`ChildProcess` runs a Python module as a child that cannot outlive this process: a
 watchdog (:mod:`tools.dev_infra.watchdog`) stops it if this process dies first, so a killed test
 run or demo leaves nothing running. :class:`ServiceProcess` runs one service
-(``python -m services.<name>``) that way, with its own port and log; :func:`run_cli` runs an
-``autotask-sync`` command. :class:`LocalDeployment` holds what the services of one deployment
-share (database, broker, topic prefix, secret key), starts them, and runs commands against the
-same environment. Development only: the product never imports it.
+(``python -m services.<name>``) that way, with its own ports (public and ops) and log;
+:func:`run_cli` runs an ``autotask-sync`` command. :class:`LocalDeployment` holds what the
+services of one deployment share (database, broker, topic prefix, secret key), starts them, and
+runs commands against the same environment. Development only: the product never imports it.
 """
 
 from __future__ import annotations
@@ -133,18 +133,28 @@ class ChildProcess:
 
 @dataclass
 class ServiceProcess:
-    """One service (``python -m services.<name>``) as a real process: its own port, its output
-    in ``log_path`` (appended to), stopped by a watchdog if this process dies first."""
+    """One service (``python -m services.<name>``) as a real process: its own ports, its output
+    in ``log_path`` (appended to), stopped by a watchdog if this process dies first.
+
+    ``port`` is the public port (the gateway's callout routes; the other services have none),
+    ``ops_port`` the one of ``/healthz``, ``/readyz`` and ``/metrics``."""
 
     name: str
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     child: ChildProcess | None = field(default=None, repr=False)
+    ops_port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
+        """The public routes (the gateway's callouts)."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ops_url(self) -> str:
+        """The ops endpoints: ``/healthz``, ``/readyz``, ``/metrics``."""
+        return f"http://127.0.0.1:{self.ops_port}"
 
     @property
     def process(self) -> asyncio.subprocess.Process | None:
@@ -157,8 +167,9 @@ class ServiceProcess:
     async def start(
         self, *, ready: timedelta | None = timedelta(seconds=30), probe: str = "/readyz"
     ) -> ServiceProcess:
-        """Start it and wait up to ``ready`` until ``probe`` answers 200 (None: return at
-        once). A service started again (after a stop or a kill) keeps its port and log."""
+        """Start it and wait up to ``ready`` until ``probe`` (an ops path) answers 200 (None:
+        return at once). A service started again (after a stop or a kill) keeps its ports and
+        log."""
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         if self.child is not None:
@@ -167,6 +178,7 @@ class ServiceProcess:
             {
                 "AUTOTASK_SYNC_HTTP_HOST": "127.0.0.1",
                 "AUTOTASK_SYNC_HTTP_PORT": str(self.port),
+                "AUTOTASK_SYNC_OPS_PORT": str(self.ops_port),
                 "AUTOTASK_SYNC_LOG_FORMAT": "json",
                 "AUTOTASK_SYNC_SHUTDOWN_GRACE": "10s",
                 **self.env,
@@ -189,7 +201,8 @@ class ServiceProcess:
         return self
 
     async def wait_ready(self, within: timedelta, *, probe: str = "/readyz") -> None:
-        """Until ``probe`` answers 200; fails if the service exits or ``within`` passes."""
+        """Until ``probe`` answers 200 on the ops port; fails if the service exits or
+        ``within`` passes."""
         assert self.child is not None, "start the service first"
         deadline = asyncio.get_running_loop().time() + within.total_seconds()
         async with aiohttp.ClientSession() as session:
@@ -199,7 +212,7 @@ class ServiceProcess:
                         f"{self.name} exited with {self.child.returncode}" + self._log_tail()
                     )
                 try:
-                    async with session.get(f"{self.url}{probe}") as response:
+                    async with session.get(f"{self.ops_url}{probe}") as response:
                         if response.status == 200:
                             return
                 except aiohttp.ClientError:
@@ -228,8 +241,13 @@ class ServiceProcess:
         return await self.child.kill()
 
     async def metrics(self) -> str:
-        async with aiohttp.ClientSession() as session, session.get(f"{self.url}/metrics") as r:
-            return await r.text()
+        """Its ``/metrics`` (the ops port)."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.ops_url}/metrics") as response,
+        ):
+            response.raise_for_status()
+            return await response.text()
 
     async def metric(self, name: str, **labels: str) -> float:
         """The sum of ``name``'s samples whose labels include ``labels``, from ``/metrics``."""
@@ -347,15 +365,19 @@ class LocalDeployment:
         name: str,
         *,
         port: int | None = None,
+        ops_port: int | None = None,
         ready: timedelta = timedelta(seconds=40),
         **extra: str,
     ) -> ServiceProcess:
-        """Start ``services.<name>`` (on ``port``, or a free one) and wait until it is ready."""
+        """Start ``services.<name>`` (public routes on ``port``, ops endpoints on ``ops_port``;
+        free ones when None) and wait until it is ready."""
         number = sum(1 for s in self.services if s.name == name) + 1
         log_path = self.log_dir / f"{name}-{number}.log"
         service = ServiceProcess(name, self.env(**extra), log_path=log_path)
         if port is not None:
             service.port = port
+        if ops_port is not None:
+            service.ops_port = ops_port
         self.services.append(service)
         return await service.start(ready=ready)
 

@@ -21,6 +21,7 @@ from services.provisioner.store import RegistrationSummary
 from shared.autotask import AutotaskClient, Child, F, FieldInfo, Priority, Query
 from shared.entities import EntitySpec, by_rest_name, by_webhook_root, webhook_entities
 from shared.errors import NotFoundError, PermissionDeniedError
+from shared.integers import parse_int
 from shared.scope.rules import WebhookEvent
 
 NOW = Priority.INTERACTIVE
@@ -127,9 +128,9 @@ def _picklist(fields: Sequence[FieldInfo], name: str) -> dict[str, int]:
     for info in fields:
         if info.name.lower() == name.lower():
             return {
-                p.label: int(p.value)
+                p.label: value
                 for p in info.picklist_values or ()
-                if p.label and str(p.value).strip().lstrip("-").isdigit()
+                if p.label and (value := parse_int(p.value)) is not None
             }
     return {}
 
@@ -244,13 +245,7 @@ def _get(row: Mapping[str, Any], key: str) -> Any:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    return parse_int(value)
 
 
 def _str_or_none(value: Any) -> str | None:

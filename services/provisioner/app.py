@@ -46,6 +46,7 @@ async def start(runner: ServiceRunner, settings: ProvisionerSettings) -> None:
         catalogue=catalogue,
         interval=settings.provisioner_interval,
         window=settings.provisioner_event_coalesce,
+        deactivation_window=settings.provisioner_deactivation_window,
     )
     consumer = await runner.enter(
         control_consumer(

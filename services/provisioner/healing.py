@@ -4,10 +4,12 @@ Each served connection has a loop that runs a pass at start, every ``interval`` 
 when a deactivation notice or a reprovision request arrives. Events are coalesced (the
 :class:`Coalescer`, pure): the first event is acted on after a short debounce, so a burst becomes
 one pass; after an event-driven pass the next one waits for the ``window`` (one per connection per
-minute by default), whatever arrives meanwhile; and an event older than the start of the last
-pass is already covered by it (that pass read the webhooks after the event), so it causes
-nothing. Deactivation notices are unsigned, so a flood of them costs at most one pass per window,
-and a pass never trusts one: it reads the webhooks and acts on what Autotask says.
+minute by default), whatever arrives meanwhile, and a pass asked for by deactivation notices alone
+waits for the ``deactivation_window`` after the last one (15 minutes by default); an event older
+than the start of the last pass is already covered by it (that pass read the webhooks after the
+event), so it causes nothing. Deactivation notices are unsigned, so a flood of them costs at most
+four passes per connection an hour, and a pass never trusts one: it reads the webhooks and acts on
+what Autotask says.
 
 The loops follow the connection catalogue: a connection added starts a loop, one whose
 credentials or scope changed is planned again at once, one removed stops.
@@ -31,6 +33,8 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 Offer = Literal["scheduled", "coalesced", "covered"]
+DEACTIVATION = "deactivation"
+"""The trigger of a pass asked for by a (unsigned) deactivation notice."""
 DEBOUNCE = timedelta(seconds=1)
 """How long the first event waits for the rest of its burst."""
 CLOCK_SKEW = timedelta(seconds=5)
@@ -46,16 +50,23 @@ class Coalescer:
     window: timedelta
     debounce: timedelta = DEBOUNCE
     skew: timedelta = CLOCK_SKEW
+    deactivation_window: timedelta | None = None
+    """Passes asked for by deactivation notices alone wait this long after the last such pass
+    (None: ``window``). Those notices are unsigned, so this bounds what anyone who knows a
+    deactivation URL can make a connection spend on Autotask's API."""
     _covered_before: datetime | None = None
     _pending_since: float | None = None
     _last_event_pass: float | None = None
-    _trigger: str = "deactivation"
+    _last_deactivation_pass: float | None = None
+    _trigger: str = DEACTIVATION
 
-    def offer(self, at: datetime, *, now: float, trigger: str = "deactivation") -> Offer:
+    def offer(self, at: datetime, *, now: float, trigger: str = DEACTIVATION) -> Offer:
         """An event that happened at ``at`` arrived at ``now``."""
         if self._covered_before is not None and at < self._covered_before:
             return "covered"
         if self._pending_since is not None:
+            if trigger != DEACTIVATION:  # an operator's request does not wait for the notices'
+                self._trigger = trigger
             return "coalesced"
         self._pending_since = now
         self._trigger = trigger
@@ -68,6 +79,9 @@ class Coalescer:
         earliest = self._pending_since + self.debounce.total_seconds()
         if self._last_event_pass is not None:
             earliest = max(earliest, self._last_event_pass + self.window.total_seconds())
+        if self._trigger == DEACTIVATION and self._last_deactivation_pass is not None:
+            wait = self.deactivation_window or self.window
+            earliest = max(earliest, self._last_deactivation_pass + wait.total_seconds())
         return earliest
 
     @property
@@ -80,6 +94,8 @@ class Coalescer:
         self._pending_since = None
         if by_event:
             self._last_event_pass = now
+            if self._trigger == DEACTIVATION:
+                self._last_deactivation_pass = now
 
 
 @dataclass
@@ -104,6 +120,7 @@ class Healer:
         catalogue: ConnectionCatalogue,
         interval: timedelta,
         window: timedelta,
+        deactivation_window: timedelta | None = None,
         debounce: timedelta = DEBOUNCE,
         on_pass: Callable[[PassResult], None] | None = None,
     ) -> None:
@@ -111,6 +128,7 @@ class Healer:
         self.catalogue = catalogue
         self.interval = interval
         self.window = window
+        self.deactivation_window = deactivation_window
         self.debounce = debounce
         self.on_pass = on_pass
         self._loops: dict[str, _Loop] = {}
@@ -158,7 +176,10 @@ class Healer:
         for name in names:
             if name in self._loops:
                 continue
-            loop = _Loop(name, Coalescer(self.window, debounce=self.debounce))
+            coalescer = Coalescer(
+                self.window, debounce=self.debounce, deactivation_window=self.deactivation_window
+            )
+            loop = _Loop(name, coalescer)
             loop.next_scheduled = 0.0 if now else time.monotonic() + self.interval.total_seconds()
             loop.task = asyncio.get_running_loop().create_task(
                 self._run_loop(loop), name=f"provision-{name}"

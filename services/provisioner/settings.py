@@ -83,6 +83,12 @@ class ProvisionerSettings(AutotaskSettings):
         description="Deactivation and reprovision events re-plan a connection at most once "
         "per this window.",
     )
+    provisioner_deactivation_window: Duration = Field(
+        default=timedelta(minutes=15),
+        gt=timedelta(0),
+        description="Deactivation notices alone (unsigned: anyone who learns the URL can send "
+        "them) re-plan a connection at most once per this window.",
+    )
     provisioner_group_id: str = Field(
         default="autotask-sync-provisioner",
         description="Kafka consumer group of the control topic.",

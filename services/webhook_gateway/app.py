@@ -26,6 +26,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from services.webhook_gateway import handlers
+from services.webhook_gateway.admission import FailureLimit, Slots
 from services.webhook_gateway.bookkeeping import LastCallouts
 from services.webhook_gateway.deactivation import DeactivationNotices
 from services.webhook_gateway.dedup import RecentCallouts
@@ -71,9 +72,10 @@ def init_app(
     last_callouts: LastCallouts,
     deactivations: DeactivationNotices,
     limits: CalloutLimits,
-    max_concurrent_callouts: int,
+    admission: Admission,
 ) -> web.Application:
-    """The gateway's HTTP application (the ops routes are added by ``serve_ops``)."""
+    """The gateway's HTTP application: the public routes only (the ops routes are served on a
+    port of their own by ``serve_public``)."""
     # The body cap is aiohttp's too, so it stops reading an oversized body early.
     app = web.Application(client_max_size=limits.max_body_size)
     app[REGISTRATIONS] = registrations
@@ -82,7 +84,7 @@ def init_app(
     app[LAST_CALLOUTS] = last_callouts
     app[DEACTIVATIONS] = deactivations
     app[LIMITS] = limits
-    app[ADMISSION] = Admission(max_concurrent_callouts)
+    app[ADMISSION] = admission
     app.router.add_post(CALLOUT_PATH, handlers.callout)
     app.router.add_post(DEACTIVATION_PATH, handlers.deactivation)
     return app
@@ -123,6 +125,7 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
         client_id=f"{settings.kafka_client_id}-{runner.name}",
         retry_interval=settings.kafka_retry_interval,
         warm_topics=(topics.callouts, topics.callouts_dlq, topics.control),
+        max_request_size=settings.kafka_max_request_size,
     )
     runner.on_close(link.close)
     spooled = asyncio.Event()  # set on each spool write: the drainer looks at once
@@ -140,6 +143,7 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
         batch=settings.spool_drain_batch,
         interval=settings.spool_drain_interval,
         wake=spooled,
+        dead_letter_topic=topics.callouts_dlq,
     )
     watcher = SpoolWatcher(pool=pool, durability=durability, interval=settings.spool_check_interval)
     await watcher.check()  # rows left by an earlier run: spool behind them from the start
@@ -166,8 +170,13 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
         recent=RecentCallouts(window=settings.dedup_window, capacity=settings.dedup_size),
         last_callouts=last_callouts,
         deactivations=deactivations,
-        limits=CalloutLimits(max_body_size=settings.max_body_size, topics=topics),
-        max_concurrent_callouts=settings.max_concurrent_callouts,
+        limits=CalloutLimits(
+            max_body_size=settings.max_body_size,
+            topics=topics,
+            body_deadline=settings.body_deadline.total_seconds(),
+            client_ip_header=settings.client_ip_header,
+        ),
+        admission=admission_for(settings),
     )
     return Gateway(
         app=app,
@@ -186,11 +195,33 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
     )
 
 
+def admission_for(settings: GatewaySettings) -> Admission:
+    """The request limits ``settings`` ask for (:mod:`.admission`)."""
+    return Admission(
+        bodies=Slots(
+            limit=settings.max_unfinished_bodies,
+            per_key=settings.max_unfinished_bodies_per_client,
+        ),
+        callouts=Slots(limit=settings.max_concurrent_callouts),
+        bad_by_client=FailureLimit(limit=settings.bad_signatures_per_client),
+        bad_by_registration=FailureLimit(limit=settings.bad_signatures_per_registration),
+    )
+
+
 async def start(runner: ServiceRunner, settings: GatewaySettings) -> None:
     """Open the parts in order and serve the callout routes with the ops endpoints."""
     _quiet_malformed_requests()
     gateway = await open_parts(runner, settings)
-    await serve_public(runner, settings, gateway.app, checks=gateway.checks)
+    # Behind a proxy every connection comes from the proxy: addresses are judged per request.
+    admission = gateway.app[ADMISSION]
+    await serve_public(
+        runner,
+        settings,
+        gateway.app,
+        checks=gateway.checks,
+        header_deadline=settings.header_deadline,
+        admit=None if settings.client_ip_header else admission.admits,
+    )
 
 
 @asynccontextmanager
@@ -206,15 +237,17 @@ async def open_gateway(
 
 
 class _MalformedRequests(logging.Filter):
-    """aiohttp logs each unparsable request (answered 400) at ERROR with a traceback; on a
-    public endpoint anyone can send those, so they become one WARNING line. Errors raised while
-    handling a well-formed request keep their level."""
+    """aiohttp logs each unparsable request (answered 400) at ERROR with a traceback and the
+    offending bytes; on a public endpoint anyone can send those, so they become one WARNING line
+    naming the kind of error only (never the request's bytes, which may hold a callout URL). The
+    logging's repeat limit then folds a flood of them into a count. Errors raised while handling
+    a well-formed request keep their level."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError) and record.levelno > logging.WARNING:
             record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg = f"malformed request answered {error.code}: {error.message!r}"
+            record.msg = f"malformed request answered {error.code} ({type(error).__name__})"
             record.args, record.exc_info, record.exc_text = (), None, None
         return True
 
@@ -259,4 +292,4 @@ async def _count_registrations(registrations: RegistrationStore, stop: asyncio.E
             GATEWAY_REGISTRATIONS.labels(state.value).set(count)
 
 
-__all__ = ["Gateway", "init_app", "open_gateway", "open_parts", "start"]
+__all__ = ["Gateway", "admission_for", "init_app", "open_gateway", "open_parts", "start"]

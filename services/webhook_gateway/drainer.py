@@ -2,11 +2,19 @@
 
 Every replica runs a :class:`Drainer`; the one holding a PostgreSQL advisory lock (on a
 session of its own, so the lock lives exactly as long as that session) drains, the others wait
-for it. A round reads the oldest rows in id order and, per topic (order is per key, so per topic),
-sends the first alone (a probe: while Kafka is away only one message waits in the producer),
-then the rest pipelined in order, and deletes a topic's rows only once Kafka acknowledged all of
-them. A failed topic deletes nothing: its rows are sent again next round, which can duplicate
-messages but never lose or skip one, and the other topics' rows move on meanwhile.
+for it. A round reads the oldest rows in id order and, per topic (topics side by side, so a topic
+Kafka does not answer for holds up only its own rows), sends the first alone (a probe: while
+Kafka is away only one message waits in the producer), then the rest pipelined in id order.
+
+Then, per (topic, key), since order is per key (:func:`settle`): the rows before the key's first
+retriable failure are settled, an acknowledged one deleted and one Kafka refused for good (too
+large, topic refused: :func:`shared.kafka.errors.is_retriable`) moved aside; the failed row and
+every later row of its key stay, to be sent again next round (a later row Kafka already has then
+arrives twice, never out of order last, never lost). Other keys move on. Moved aside means the
+dead-letter topic with the dead-letter headers when it takes the message, else the
+``spool_rejects`` table (:func:`spool.reject`), where ``autotask-sync spool`` shows it to the
+operator; either way it is counted (``gateway_spool_rejected_total``), logged once with the reason,
+and the drain goes on.
 
 :class:`SpoolWatcher` (every replica) counts the spool periodically: the depth metrics, and
 whether another replica spooled (then this one spools too, see :mod:`.durability`).
@@ -16,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from services.webhook_gateway import spool
@@ -24,10 +34,13 @@ from services.webhook_gateway.producer import ProducerLink
 from services.webhook_gateway.routing import OutboundMessage
 from shared.db import DbSession, DedicatedSession, Pool, connect, guarded, session
 from shared.errors import DatabaseError, KafkaError
+from shared.kafka.errors import DeliveryError
 from shared.logging import get_logger
+from shared.messages.deadletter import dead_letter_headers
 from shared.metrics import (
     GATEWAY_SPOOL_DRAINED,
     GATEWAY_SPOOL_OLDEST_AGE_SECONDS,
+    GATEWAY_SPOOL_REJECTED,
     GATEWAY_SPOOL_ROWS,
 )
 
@@ -48,6 +61,46 @@ def _message(row: spool.SpooledMessage) -> OutboundMessage:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a round does with each row it read (see :func:`settle`)."""
+
+    delivered: list[int] = field(default_factory=list)
+    """Acknowledged by Kafka: deleted."""
+    refused: list[tuple[spool.SpooledMessage, KafkaError]] = field(default_factory=list)
+    """Refused for good: moved aside (dead-letter topic, else ``spool_rejects``)."""
+    failed: list[tuple[int, KafkaError]] = field(default_factory=list)
+    """A retriable failure, the first of its key: stays, the attempt recorded."""
+    held: list[int] = field(default_factory=list)
+    """Not sent, or behind a failure of its key: stays untouched, sent again next round."""
+
+
+def settle(
+    rows: Sequence[spool.SpooledMessage], outcomes: Mapping[int, KafkaError | None]
+) -> Settlement:
+    """Sort ``rows`` (in id order) by their send's outcome (by row id: None acknowledged, else
+    the error; a row without one was not sent). Per (topic, key), only the rows before the
+    key's first retriable failure or unsent row are settled, so a row whose earlier sibling
+    must be sent again is sent again too and lands after it."""
+    settlement = Settlement()
+    blocked: set[tuple[str, bytes]] = set()
+    for row in rows:
+        key = (row.topic, row.key)
+        if key in blocked or row.id not in outcomes:
+            blocked.add(key)
+            settlement.held.append(row.id)
+            continue
+        error = outcomes[row.id]
+        if error is None:
+            settlement.delivered.append(row.id)
+        elif not error.retriable:
+            settlement.refused.append((row, error))
+        else:
+            blocked.add(key)
+            settlement.failed.append((row.id, error))
+    return settlement
+
+
 class Drainer:
     """Moves the spool to Kafka while this replica holds the drainer lock."""
 
@@ -60,9 +113,14 @@ class Drainer:
         batch: int,
         interval: timedelta,
         wake: asyncio.Event | None = None,
+        dead_letter_topic: str | None = None,
     ) -> None:
         self._dsn = dsn
         self._link = link
+        self._dead_letter_topic = dead_letter_topic
+        """Where a message Kafka refused for good goes, if it takes it (else spool_rejects)."""
+        for destination in ("dlq", "table"):  # exported at 0, so the first reject is an increase
+            GATEWAY_SPOOL_REJECTED.labels(destination)
         self._durability = durability
         self._batch = batch
         self._interval = interval.total_seconds()
@@ -182,9 +240,9 @@ class Drainer:
         by_topic: dict[str, list[spool.SpooledMessage]] = {}
         for row in rows:  # id order is kept within each topic, which is all order needs
             by_topic.setdefault(row.topic, []).append(row)
-        # Topics are drained side by side, so a topic Kafka refuses (say, one that was never
-        # created) holds up only its own rows, not every callout behind them. They share the
-        # locked session, one statement at a time.
+        # Topics are drained side by side, so a topic Kafka does not answer for (say, one that
+        # was never created: each send waits out the request timeout) holds up only its own
+        # rows. They share the locked session, one statement at a time.
         in_turn = asyncio.Lock()
         moved = await asyncio.gather(
             *(self._drain_topic(db, in_turn, group) for group in by_topic.values())
@@ -192,32 +250,110 @@ class Drainer:
         return sum(moved)
 
     async def _drain_topic(
+        self, db: DbSession, in_turn: asyncio.Lock, group: list[spool.SpooledMessage]
+    ) -> int:
+        """Send one topic's rows and settle them (:func:`settle`); returns how many left the
+        spool (acknowledged or moved aside)."""
+        settled = settle(group, await self._send_topic(group))
+        for row, error in settled.refused:
+            await self._set_aside(db, in_turn, row, error)
+        async with in_turn:
+            for row_id, error in settled.failed:
+                await spool.record_failure(db, [row_id], str(error))
+            await spool.delete(db, settled.delivered)
+        topic = group[0].topic
+        if settled.delivered:
+            GATEWAY_SPOOL_DRAINED.inc(len(settled.delivered))
+            log.info("moved spooled messages to Kafka", topic=topic, rows=len(settled.delivered))
+        if settled.failed:
+            log.warning(
+                "spooled messages Kafka did not take stay for the next round",
+                topic=topic,
+                failed=len(settled.failed),
+                held_behind_them=len(settled.held),
+                error=str(settled.failed[0][1]),
+            )
+        return len(settled.delivered) + len(settled.refused)
+
+    async def _send_topic(self, group: list[spool.SpooledMessage]) -> dict[int, KafkaError | None]:
+        """One topic's rows: the first alone (a probe: while Kafka is away only one message
+        waits in the producer), then the rest pipelined in order. Returns each sent row's
+        outcome (None: acknowledged); after a probe that failed retriably nothing else is sent."""
+        probe, rest = group[0], group[1:]
+        outcomes: dict[int, KafkaError | None] = {}
+        try:
+            await self._link.send(_message(probe))
+            outcomes[probe.id] = None
+        except KafkaError as exc:
+            outcomes[probe.id] = exc
+            if exc.retriable:
+                return outcomes
+        if not rest:
+            return outcomes
+        try:
+            await self._link.send_in_order([_message(row) for row in rest])
+        except DeliveryError as exc:
+            outcomes.update({row.id: exc.failures.get(n) for n, row in enumerate(rest)})
+        except KafkaError as exc:  # nothing was sent (the producer went away meanwhile)
+            outcomes.update(dict.fromkeys((row.id for row in rest), exc))
+        else:
+            outcomes.update(dict.fromkeys((row.id for row in rest), None))
+        return outcomes
+
+    async def _set_aside(
         self,
         db: DbSession,
         in_turn: asyncio.Lock,
-        group: list[spool.SpooledMessage],
-    ) -> int:
-        """One topic's rows: the first alone (a probe: while Kafka is away only one message
-        waits in the producer), then the rest pipelined in order; deleted once all are acked."""
-        ids = [row.id for row in group]
-        try:
-            await self._link.send(_message(group[0]))
-            await self._link.send_in_order([_message(row) for row in group[1:]])
-        except KafkaError as exc:
-            log.warning(
-                "spool drain of a topic failed; its rows stay",
-                topic=group[0].topic,
-                rows=len(group),
-                error=str(exc),
-            )
-            async with in_turn:
-                await spool.record_failure(db, ids, str(exc))
-            return 0
+        row: spool.SpooledMessage,
+        error: KafkaError,
+    ) -> None:
+        """Move a row Kafka refused for good out of the way: to the dead-letter topic when it
+        takes it (then the row is deleted), else to ``spool_rejects``."""
+        reason = str(error)
+        destination, dead_letter_error = "table", None
+        dead_letter_topic = self._dead_letter_topic
+        if dead_letter_topic is not None and row.topic != dead_letter_topic:
+            try:
+                await self._link.send(_dead_letter(row, dead_letter_topic, reason))
+                destination = "dlq"
+            except KafkaError as exc:
+                dead_letter_error = str(exc)
         async with in_turn:
-            await spool.delete(db, ids)
-        GATEWAY_SPOOL_DRAINED.inc(len(ids))
-        log.info("moved spooled messages to Kafka", topic=group[0].topic, rows=len(ids))
-        return len(ids)
+            if destination == "dlq":
+                await spool.delete(db, [row.id])
+            else:
+                await spool.reject(db, row.id, reason)
+        GATEWAY_SPOOL_REJECTED.labels(destination).inc()
+        log.error(
+            "Kafka refused a spooled message for good; moved it aside, the spool drains on",
+            spool_id=row.id,
+            connection=row.connection,
+            topic=row.topic,
+            key=row.key.decode("utf-8", "replace"),
+            size=len(row.value),
+            reason=reason,
+            destination="dead-letter topic" if destination == "dlq" else "spool_rejects",
+            dead_letter_error=dead_letter_error,
+        )
+
+
+def _dead_letter(row: spool.SpooledMessage, topic: str, reason: str) -> OutboundMessage:
+    return OutboundMessage(
+        topic=topic,
+        key=row.key,
+        value=row.value,
+        headers=dead_letter_headers(
+            row.headers,
+            error_class=KafkaError.__name__,
+            message=reason,
+            attempts=row.attempts + 1,
+            first_failed_at=datetime.now(UTC),
+            original_topic=row.topic,
+        ),
+        connection=row.connection,
+        registration_id=row.registration_id,
+        received_at=row.received_at,
+    )
 
 
 class SpoolWatcher:
@@ -271,4 +407,4 @@ async def _close(db: DedicatedSession) -> None:
         db.terminate()
 
 
-__all__ = ["DRAINER_LOCK", "Drainer", "SpoolWatcher"]
+__all__ = ["DRAINER_LOCK", "Drainer", "Settlement", "SpoolWatcher", "settle"]

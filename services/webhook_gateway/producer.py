@@ -31,6 +31,7 @@ from shared.kafka import OutgoingMessage, make_producer, produce, produce_many
 from shared.kafka.errors import kafka_errors
 from shared.logging import get_logger
 from shared.metrics import KAFKA_PRODUCE_ERRORS, KAFKA_PRODUCED
+from shared.settings import DEFAULT_KAFKA_MAX_REQUEST_SIZE
 
 log = get_logger(__name__)
 
@@ -56,13 +57,19 @@ class ProducerLink:
         client_id: str,
         retry_interval: timedelta,
         warm_topics: Sequence[str] = (),
+        max_request_size: int = DEFAULT_KAFKA_MAX_REQUEST_SIZE,
         factory: ProducerFactory | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._retry_interval = retry_interval
         self._warm_topics = tuple(warm_topics)
-        self._factory = factory or (lambda: make_producer(bootstrap_servers, client_id=client_id))
+        self._factory = factory or (
+            lambda: make_producer(
+                bootstrap_servers, client_id=client_id, max_request_size=max_request_size
+            )
+        )
         self._producer: AIOKafkaProducer | None = None
+        self._produced: dict[str, Any] = {}
 
     @property
     def connected(self) -> bool:
@@ -151,7 +158,10 @@ class ProducerLink:
         except KafkaError:
             KAFKA_PRODUCE_ERRORS.labels(message.topic).inc()
             raise
-        KAFKA_PRODUCED.labels(message.topic).inc()
+        produced = self._produced.get(message.topic)
+        if produced is None:  # the labelled child, looked up once per topic (lookups are costly)
+            produced = self._produced[message.topic] = KAFKA_PRODUCED.labels(message.topic)
+        produced.inc()
 
     async def send_in_order(self, messages: Sequence[OutboundMessage]) -> None:
         """Send ``messages`` (pipelined, order kept within each topic) and wait for all acks."""

@@ -51,19 +51,48 @@ def sign(secret: bytes, body: bytes) -> str:
     return _PREFIX + binascii.b2a_base64(hmac.digest(secret, body, "sha1"), newline=False).decode()
 
 
-def verify(header: str | None, body: bytes, secrets: Sequence[bytes]) -> Verification:
+FALLBACK_MAX_BYTES = 256 * 1024
+"""Largest body the re-escaped comparison is tried on. Autotask's callouts are a few KB (a
+ticket's longest text field is 32,000 characters, under 200 KB even with every character
+escaped); parsing and re-writing costs about 0.7 s per MB, so larger bodies that fail the raw
+comparison are refused without it."""
+
+
+def verify(
+    header: str | None, body: bytes, secrets: Sequence[bytes], *, fallback: bool = True
+) -> Verification:
     """Check ``header`` against ``body`` for each of ``secrets`` (constant-time per secret).
 
     The ``sha1=`` prefix is optional (as receivers in the wild accept both); surrounding
-    whitespace is ignored.
+    whitespace is ignored. The re-escaped comparison runs only when ``fallback`` and the body
+    is at most :data:`FALLBACK_MAX_BYTES` (see :func:`verify_reescaped` to run it apart).
     """
-    if header is None or not header.strip():
-        return Verification.MISSING
-    claimed = _decode(header)
-    if claimed is None or not secrets:
+    claimed = claimed_mac(header)
+    if isinstance(claimed, Verification):
+        return claimed
+    if not secrets:
         return Verification.MISMATCH
     if _matches_any(claimed, body, secrets):
         return Verification.VERIFIED
+    if fallback:
+        return verify_reescaped(claimed, body, secrets)
+    return Verification.MISMATCH
+
+
+def claimed_mac(header: str | None) -> bytes | Verification:
+    """The 20 MAC bytes ``header`` claims, or MISSING / MISMATCH when it claims none."""
+    if header is None or not header.strip():
+        return Verification.MISSING
+    claimed = _decode(header)
+    return Verification.MISMATCH if claimed is None else claimed
+
+
+def verify_reescaped(claimed: bytes, body: bytes, secrets: Sequence[bytes]) -> Verification:
+    """The §8.5 fallback alone: VERIFIED_REESCAPED when the .NET re-escaped form of ``body``
+    matches ``claimed``; MISMATCH otherwise, and always for bodies over
+    :data:`FALLBACK_MAX_BYTES`. Pure and thread-safe (the caller may run it off the loop)."""
+    if len(body) > FALLBACK_MAX_BYTES or not secrets:
+        return Verification.MISMATCH
     reescaped = reescape(body)
     if reescaped is not None and reescaped != body and _matches_any(claimed, reescaped, secrets):
         return Verification.VERIFIED_REESCAPED
@@ -191,4 +220,13 @@ def reescape(body: bytes) -> bytes | None:
     return "".join(out).encode("ascii")
 
 
-__all__ = ["SIGNATURE_HEADER", "Verification", "reescape", "sign", "verify"]
+__all__ = [
+    "FALLBACK_MAX_BYTES",
+    "SIGNATURE_HEADER",
+    "Verification",
+    "claimed_mac",
+    "reescape",
+    "sign",
+    "verify",
+    "verify_reescaped",
+]

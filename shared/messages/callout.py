@@ -13,8 +13,10 @@ headers and in the key:
   (ISO 8601 UTC, milliseconds), ``request-id``.
 
 :func:`parse_callout` reads a body tolerantly, as the gateway and the worker both must: keys in
-any case, unknown keys ignored, numbers as strings accepted. A body it cannot route raises
-:class:`~shared.errors.MessageError` with the reason (the gateway dead-letters it).
+any case, unknown keys ignored, numbers as strings of ASCII digits accepted (strictly, within
+64 bits: :func:`shared.integers.parse_int`; an unusable ``SequenceNumber`` or ``PersonID`` is
+None). A body it cannot route raises :class:`~shared.errors.MessageError` with the reason (the
+gateway dead-letters it), and nothing else, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from shared.entities import EntitySpec
 from shared.errors import MessageError
+from shared.integers import parse_int
 
 HEADER_CONNECTION = "connection"
 HEADER_REGISTRATION = "registration"
@@ -110,32 +113,23 @@ def parse_callout(raw: bytes) -> Callout:
     if not isinstance(entity_type, str) or not entity_type.strip():
         raise MessageError("the callout has no EntityType")
     # Id 0 is real: the tenant's own company is Companies/0.
-    entity_id = _integer(lowered.get("id"), minimum=0)
+    entity_id = parse_int(lowered.get("id"), minimum=0)
     if entity_id is None:
-        raise MessageError("the callout has no usable Id (missing, not an integer, or < 0)")
+        raise MessageError(
+            "the callout has no usable Id (missing, not an integer of ASCII digits within 64 "
+            "bits, or < 0)"
+        )
     fields = lowered.get("fields")
     return Callout(
         entity_type=entity_type.strip(),
         id=entity_id,
         action=_action(lowered.get("action")),
         guid=_text(lowered.get("guid")),
-        sequence_number=_integer(lowered.get("sequencenumber"), minimum=0),
+        sequence_number=parse_int(lowered.get("sequencenumber"), minimum=0),
         event_time=_text(lowered.get("eventtime")),
-        person_id=_integer(lowered.get("personid")),
+        person_id=parse_int(lowered.get("personid"), minimum=1),
         fields=fields if isinstance(fields, dict) else {},
     )
-
-
-def _integer(value: Any, *, minimum: int = 1) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and value >= minimum:
-        return value
-    return None
 
 
 def _text(value: Any) -> str | None:

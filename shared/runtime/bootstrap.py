@@ -4,8 +4,9 @@
 configures logging, and runs the service's ``start`` under :class:`ServiceRunner`. ``start``
 opens what the service needs on the runner: the PostgreSQL pool and Kafka producer
 (:func:`open_base_resources`), its own resources and background tasks, and last its HTTP
-server: the ops endpoints alone (:func:`serve_ops`), or beside the service's own routes
-(:func:`serve_public`).
+servers: the ops endpoints on the ops port (:func:`serve_ops`), and for a service with public
+routes those on the public port besides (:func:`serve_public`). The ops endpoints are never
+served on the public port.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from shared.errors import ConfigError, DatabaseError, KafkaError, SyncError
 from shared.kafka import make_producer
 from shared.kafka.errors import is_unreachable, kafka_errors
 from shared.logging import configure_logging, get_logger, register_secret
-from shared.runtime.ops import ReadinessCheck, add_ops_routes, serve
+from shared.runtime.ops import HEADER_DEADLINE, Admit, ReadinessCheck, add_ops_routes, serve
 from shared.runtime.runner import ServiceRunner
-from shared.settings import BaseServiceSettings, load_settings
+from shared.settings import OPS_PORTS, BaseServiceSettings, load_settings
 
 SettingsT = TypeVar("SettingsT", bound=BaseServiceSettings)
 T = TypeVar("T")
@@ -66,15 +67,32 @@ def main(name: str, settings_cls: type[SettingsT], start: Start[SettingsT]) -> i
         return 1
 
 
+def ops_address(settings: BaseServiceSettings, service: str) -> tuple[str, int]:
+    """Where ``service`` serves its ops endpoints: ``OPS_HOST`` (else ``HTTP_HOST``) and
+    ``OPS_PORT`` (else the service's default, ``shared.settings.OPS_PORTS``)."""
+    host = settings.ops_host if settings.ops_host is not None else settings.http_host
+    if settings.ops_port is not None:
+        return host, settings.ops_port
+    if service not in OPS_PORTS:
+        raise ConfigError(
+            f"AUTOTASK_SYNC_OPS_PORT is not set and {service!r} has no default ops port; "
+            "set it (docs/configuration.md, Ports)"
+        )
+    return host, OPS_PORTS[service]
+
+
 async def serve_ops(
     runner: ServiceRunner, settings: BaseServiceSettings, *, checks: Mapping[str, ReadinessCheck]
 ) -> web.AppRunner:
-    """Serve the ops routes on the configured host and port; they answer through the drain,
-    until the resources close."""
+    """Serve the ops routes on the ops host and port (:func:`ops_address`).
+
+    The server is a resource, not an intake: it answers ``/healthz``, ``/readyz`` and
+    ``/metrics`` through the whole drain and closes with the resources entered before it."""
     app = web.Application()
     add_ops_routes(app, checks)
-    server = await runner.enter(serve(app, settings.http_host, settings.http_port))
-    log.info("http server listening", addresses=[str(a) for a in server.addresses])
+    host, port = ops_address(settings, runner.name)
+    server = await runner.enter(serve(app, host, port))
+    log.info("ops server listening", addresses=[str(a) for a in server.addresses])
     return server
 
 
@@ -84,16 +102,35 @@ async def serve_public(
     app: web.Application,
     *,
     checks: Mapping[str, ReadinessCheck],
+    header_deadline: timedelta = HEADER_DEADLINE,
+    admit: Admit | None = None,
 ) -> web.AppRunner:
-    """Serve ``app``, the service's own routes, with the ops routes beside it on the configured
-    host and port.
+    """Serve ``app``, the service's own routes alone, on ``HTTP_HOST``:``HTTP_PORT``, and the
+    ops routes on the ops port (:func:`serve_ops`); returns the public server.
 
-    The server is an intake (:meth:`ServiceRunner.intake`): at stop it stops accepting, lets the
-    requests in flight finish (for at most ``ops.SHUTDOWN_TIMEOUT``) while the background tasks
-    still run, and only then are the tasks told to stop."""
-    add_ops_routes(app, checks)
-    server = await runner.intake(serve(app, settings.http_host, settings.http_port))
-    log.info("http server listening", addresses=[str(a) for a in server.addresses])
+    The public server is an intake (:meth:`ServiceRunner.intake`): at stop it stops accepting
+    first, lets the requests in flight finish (for at most ``ops.SHUTDOWN_TIMEOUT``) while the
+    background tasks still run, and only then are the tasks told to stop. The ops server,
+    started before it, keeps answering until the resources close. ``header_deadline``: how
+    long a client may take to send a request's headers, ``admit`` which addresses may connect
+    at all (:func:`shared.runtime.ops.serve`)."""
+    ops_host, ops_port = ops_address(settings, runner.name)
+    if ops_port == settings.http_port != 0 and ops_host == settings.http_host:
+        raise ConfigError(
+            "AUTOTASK_SYNC_OPS_PORT and AUTOTASK_SYNC_HTTP_PORT are both "
+            f"{ops_port}: the ops endpoints must not share the public port"
+        )
+    await serve_ops(runner, settings, checks=checks)
+    server = await runner.intake(
+        serve(
+            app,
+            settings.http_host,
+            settings.http_port,
+            header_deadline=header_deadline,
+            admit=admit,
+        )
+    )
+    log.info("public server listening", addresses=[str(a) for a in server.addresses])
     return server
 
 
@@ -177,7 +214,9 @@ async def _producer(
 ) -> AsyncIterator[AIOKafkaProducer]:
     async def open_producer() -> AIOKafkaProducer:
         producer = make_producer(
-            settings.kafka_bootstrap_servers, client_id=f"{settings.kafka_client_id}-{name}"
+            settings.kafka_bootstrap_servers,
+            client_id=f"{settings.kafka_client_id}-{name}",
+            max_request_size=settings.kafka_max_request_size,
         )
         try:
             await producer.start()

@@ -23,6 +23,7 @@ from typing import Any
 from shared.db import Pool, session
 from shared.entities import EntitySpec, FollowsParent, OwnFields, Unscoped, find_rest_name
 from shared.errors import ConfigError
+from shared.integers import parse_int
 from shared.scope.rules import RowFilter, SyncScope
 
 
@@ -45,7 +46,12 @@ async def judge(
     assert isinstance(rule, FollowsParent)  # deciding_filter returned a filter for no other rule
     parent = _parent(entity, rule)
     field_name = rule.parent_id_field
-    parent_ids = {parent_id for row in rows.values() if (parent_id := _as_int(row.get(field_name)))}
+    # ``is not None``: id 0 is a real parent (Companies/0 is the tenant's own company).
+    parent_ids = {
+        parent_id
+        for row in rows.values()
+        if (parent_id := _as_int(row.get(field_name))) is not None
+    }
     async with session(pool, f"read which {parent.rest_name} are in scope") as db:
         records = await db.fetch(
             f"SELECT id FROM {parent.table} WHERE connection = $1 "  # noqa: S608 - registry name
@@ -107,13 +113,7 @@ def _unclassified(entity: EntitySpec, why: str) -> ConfigError:
 
 
 def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    return parse_int(value, minimum=0)
 
 
 __all__ = ["deciding_filter", "judge"]

@@ -37,6 +37,7 @@ from shared.entities import (
     webhook_entities,
 )
 from shared.errors import ConfigError
+from shared.integers import parse_int
 
 
 class _Filter(BaseModel):
@@ -238,13 +239,7 @@ def _allowed(value: Any, include: list[int], exclude: list[int]) -> bool:
 
 def _as_int(value: Any) -> int | None:
     """Picklist values arrive as numbers or numeric strings; anything else matches nothing."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
+    return parse_int(value)
 
 
 __all__ = [

@@ -18,7 +18,7 @@ from unittest import mock
 from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
-from shared.settings import AutotaskSettings, env_names, load_settings
+from shared.settings import OPS_PORTS, AutotaskSettings, env_names, load_settings
 from tests.deploy import codebase
 from tests.deploy.manifests import (
     ContainerEnv,
@@ -157,7 +157,8 @@ def entry_points(objects: list[Obj]) -> list[str]:
     return problems
 
 
-def _http_port(env: ContainerEnv, entry: codebase.EntryPoint) -> int:
+def _public_port(env: ContainerEnv, entry: codebase.EntryPoint) -> int:
+    """The port of the service's own routes (the gateway's callouts)."""
     configured = env.value("AUTOTASK_SYNC_HTTP_PORT")
     if configured is not None:
         return int(configured)
@@ -166,10 +167,20 @@ def _http_port(env: ContainerEnv, entry: codebase.EntryPoint) -> int:
     return default
 
 
+def _ops_port(env: ContainerEnv, entry: codebase.EntryPoint) -> int:
+    """The port of /healthz, /readyz and /metrics: AUTOTASK_SYNC_OPS_PORT, else the service's
+    default (shared.settings.OPS_PORTS)."""
+    configured = env.value("AUTOTASK_SYNC_OPS_PORT")
+    if configured is not None:
+        return int(configured)
+    return OPS_PORTS[entry.name]
+
+
 def probes(objects: list[Obj]) -> list[str]:
     """Services: liveness on /healthz and readiness on /readyz (startup, if any, on /healthz),
-    on the port the container sets as AUTOTASK_SYNC_HTTP_PORT (or its default), which is a
-    declared container port; every path one the services serve."""
+    on the ops port (AUTOTASK_SYNC_OPS_PORT or the service's default), which is a declared
+    container port named ``ops``; every path one the services serve. The gateway also declares
+    its public port, named ``http``, and the two differ."""
     problems = []
     served = codebase.ops_routes()
     wanted = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
@@ -181,9 +192,17 @@ def probes(objects: list[Obj]) -> list[str]:
             continue  # entry_points reports it
         if entry.kind != "service":
             continue
-        port = _http_port(container_env(container, objects), entry)
-        if port not in [p.get("containerPort") for p in container.get("ports", [])]:
-            problems.append(f"{at}: serves on {port}, which is not a declared container port")
+        env = container_env(container, objects)
+        port = _ops_port(env, entry)
+        declared = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+        if declared.get("ops") != port:
+            problems.append(f"{at}: serves ops on {port}, not a container port named ops")
+        if entry.name == "webhook_gateway":
+            public = _public_port(env, entry)
+            if declared.get("http") != public:
+                problems.append(f"{at}: serves callouts on {public}, not a port named http")
+            if public == port:
+                problems.append(f"{at}: the ops endpoints share the public port {port}")
         for probe_name, path in wanted.items():
             probe = container.get(probe_name)
             if probe is None:
@@ -299,15 +318,18 @@ def _services_for(objects: list[Obj], workload: Obj) -> list[Obj]:
 
 
 def gateway_exposure(objects: list[Obj]) -> list[str]:
-    """The gateway's Ingress publishes exactly its Autotask-facing routes, over TLS, to the
-    gateway's HTTP port; the provisioner registers webhooks at that host, over https."""
+    """The gateway's Ingress publishes exactly its Autotask-facing routes (``/v1/`` prefixes, no
+    ops path), over TLS, to the gateway's public port through a Service that exposes nothing
+    else (never the ops port); the provisioner registers webhooks at that host, over https."""
     problems = []
     gateways = _workloads_running(objects, "webhook_gateway")
     if len(gateways) != 1:
         return [f"expected one gateway Deployment, found {len(gateways)}"]
     gateway = gateways[0]
     container = containers(gateway)[0]
-    port = _http_port(container_env(container, objects), _entry(container))
+    env = container_env(container, objects)
+    port = _public_port(env, _entry(container))
+    ops_port = _ops_port(env, _entry(container))
     services = _services_for(objects, gateway)
     ingresses = named(objects, "Ingress")
     if len(ingresses) != 1:
@@ -316,17 +338,34 @@ def gateway_exposure(objects: list[Obj]) -> list[str]:
     tls_hosts = {h for t in ingress["spec"].get("tls", []) for h in t.get("hosts", [])}
     paths = set()
     hosts = set()
+    ops_paths = codebase.ops_routes()
+    if ingress["spec"].get("defaultBackend"):
+        problems.append("the Ingress has a default backend: it publishes every path")
     for rule in ingress["spec"].get("rules", []):
         hosts.add(rule.get("host"))
         if rule.get("host") not in tls_hosts:
             problems.append(f"Ingress host {rule.get('host')} is not covered by TLS")
         for path in rule.get("http", {}).get("paths", []):
             paths.add(path["path"])
+            if not path["path"].startswith("/v1/") or path.get("pathType") != "Prefix":
+                problems.append(f"Ingress path {path['path']} is not a /v1/ prefix")
+            if any(p.startswith(path["path"]) for p in ops_paths):
+                problems.append(f"Ingress path {path['path']} publishes an ops endpoint")
             backend = path["backend"]["service"]
             matching = [s for s in services if s["metadata"]["name"] == backend["name"]]
             if not matching:
                 problems.append(f"Ingress path {path['path']} does not lead to the gateway")
                 continue
+            exposed = {
+                container_port(container, p["targetPort"]) for p in matching[0]["spec"]["ports"]
+            }
+            if exposed != {port}:
+                problems.append(
+                    f"Service {backend['name']} behind the Ingress exposes ports "
+                    f"{sorted(map(str, exposed))}, not only the public {port}"
+                )
+            if ops_port in exposed:
+                problems.append(f"Service {backend['name']} exposes the ops port {ops_port}")
             ports = [
                 p
                 for p in matching[0]["spec"]["ports"]
@@ -545,9 +584,9 @@ def _port_numbers(rule: Obj, container: Obj) -> set[int | None]:
 
 
 def network(objects: list[Obj]) -> list[str]:
-    """Default deny both ways; the gateway admits only the ingress controller (and Prometheus)
-    on its HTTP port; other pods admit only Prometheus; egress only to DNS, PostgreSQL, Kafka
-    and, for what calls Autotask (settings derived from AutotaskSettings), https to public
+    """Default deny both ways; the gateway admits the ingress controller on its public port
+    only; every service admits Prometheus on its ops port only; egress only to DNS, PostgreSQL,
+    Kafka and, for what calls Autotask (settings derived from AutotaskSettings), https to public
     addresses. The gateway never reaches Autotask."""
     problems = []
     denies = [
@@ -573,18 +612,25 @@ def network(objects: list[Obj]) -> list[str]:
                 peers = rule.get("from", [])
                 if not peers or not rule.get("ports"):
                     problems.append(f"{at}: {ref(policy)} admits any peer or any port")
+                env = container_env(container, objects)
                 for peer in peers:
                     namespace = peer.get("namespaceSelector", {}).get("matchLabels", {})
                     source = namespace.get("kubernetes.io/metadata.name")
-                    allowed = {"monitoring"}
-                    if entry.name == "webhook_gateway":
-                        allowed.add("ingress-nginx")
+                    # Which port each peer may reach: Prometheus the ops port, the ingress
+                    # controller the gateway's public port.
+                    allowed: dict[str | None, int] = {}
+                    if entry.kind == "service":
+                        allowed["monitoring"] = _ops_port(env, entry)
+                        if entry.name == "webhook_gateway":
+                            allowed["ingress-nginx"] = _public_port(env, entry)
                     if "ipBlock" in peer or source not in allowed or not peer.get("podSelector"):
                         problems.append(f"{at}: {ref(policy)} admits {peer}")
-                if entry.kind == "service":
-                    port = _http_port(container_env(container, objects), entry)
-                    if _port_numbers(rule, container) != {port}:
-                        problems.append(f"{at}: {ref(policy)} admits ports other than {port}")
+                        continue
+                    if _port_numbers(rule, container) != {allowed[source]}:
+                        problems.append(
+                            f"{at}: {ref(policy)} admits {source} to ports other than "
+                            f"{allowed[source]}"
+                        )
         egress_ports: set[int | None] = set()
         public_https = False
         for policy in _policies_for(objects, workload, "Egress"):
@@ -769,8 +815,9 @@ def referenced_metrics(objects: list[Obj], kind: str) -> set[str]:
 
 
 def scraping(objects: list[Obj]) -> list[str]:
-    """Every long-running service's pods are behind a Service whose port a ServiceMonitor
-    scrapes at the metrics path the services serve."""
+    """Every long-running service's pods are behind a Service whose port, the pods' ops port, a
+    ServiceMonitor scrapes at the metrics path the services serve; no monitor scrapes another
+    port of theirs (the gateway's public one answers 404 there)."""
     problems = []
     monitors = named(objects, "ServiceMonitor")
     if not monitors:
@@ -784,7 +831,7 @@ def scraping(objects: list[Obj]) -> list[str]:
             continue
         if entry.kind != "service":
             continue
-        port = _http_port(container_env(container, objects), entry)
+        port = _ops_port(container_env(container, objects), entry)
         scraped = False
         for service in _services_for(objects, workload):
             names = {
@@ -792,12 +839,18 @@ def scraping(objects: list[Obj]) -> list[str]:
                 for p in service["spec"]["ports"]
                 if container_port(container, p["targetPort"]) == port
             }
+            others = {p.get("name") for p in service["spec"]["ports"]} - names
             for monitor in monitors:
                 if not selects(monitor["spec"]["selector"], service["metadata"].get("labels", {})):
                     continue
                 for endpoint in monitor["spec"]["endpoints"]:
                     if endpoint.get("port") in names and endpoint.get("path", "/metrics") in served:
                         scraped = True
+                    if endpoint.get("port") in others:
+                        problems.append(
+                            f"{ref(monitor)} scrapes {ref(service)} port {endpoint.get('port')}, "
+                            "not the ops port"
+                        )
         if not scraped:
             problems.append(f"{ref(workload)}: no ServiceMonitor scrapes its /metrics")
     return problems

@@ -131,7 +131,19 @@ def _probe_wrong_port(objects: list[Obj]) -> None:
 
 def _port_setting_moved(objects: list[Obj]) -> None:
     _container(objects, "provisioner").setdefault("env", []).append(
-        {"name": "AUTOTASK_SYNC_HTTP_PORT", "value": "9000"}
+        {"name": "AUTOTASK_SYNC_OPS_PORT", "value": "9000"}
+    )
+
+
+def _probe_on_public_port(objects: list[Obj]) -> None:
+    _container(objects, "gateway")["livenessProbe"]["httpGet"]["port"] = "http"
+
+
+def _ops_on_public_port(objects: list[Obj]) -> None:
+    ports = _container(objects, "gateway")["ports"]
+    next(p for p in ports if p["name"] == "ops")["containerPort"] = 8080
+    _container(objects, "gateway").setdefault("env", []).append(
+        {"name": "AUTOTASK_SYNC_OPS_PORT", "value": "8080"}
     )
 
 
@@ -174,6 +186,24 @@ def _ingress_publishes_metrics(objects: list[Obj]) -> None:
     paths.append({**paths[0], "path": "/metrics"})
 
 
+def _ingress_publishes_everything(objects: list[Obj]) -> None:
+    ingress = named(objects, "Ingress")[0]
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    paths.append({**paths[0], "path": "/"})
+
+
+def _ingress_outside_v1(objects: list[Obj]) -> None:
+    ingress = named(objects, "Ingress")[0]
+    ingress["spec"]["rules"][0]["http"]["paths"][0]["path"] = "/callouts/"
+
+
+def _public_service_exposes_ops(objects: list[Obj]) -> None:
+    service = one(objects, "Service", "autotask-sync-gateway")
+    service["spec"]["ports"].append(
+        {"name": "ops", "port": 9080, "targetPort": "ops", "protocol": "TCP"}
+    )
+
+
 def _public_url_elsewhere(objects: list[Obj]) -> None:
     config = next(c for c in named(objects, "ConfigMap") if "provisioner" in c["metadata"]["name"])
     config["data"]["AUTOTASK_SYNC_GATEWAY_PUBLIC_URL"] = "https://other.example.com"
@@ -207,6 +237,16 @@ def _no_default_deny(objects: list[Obj]) -> None:
 def _gateway_open_to_all(objects: list[Obj]) -> None:
     policy = one(objects, "NetworkPolicy", "autotask-sync-gateway-ingress")
     policy["spec"]["ingress"][0]["from"].append({"namespaceSelector": {}})
+
+
+def _prometheus_on_public_port(objects: list[Obj]) -> None:
+    policy = one(objects, "NetworkPolicy", "autotask-sync-ops-ingress")
+    policy["spec"]["ingress"][0]["ports"].append({"port": "http", "protocol": "TCP"})
+
+
+def _ingress_controller_on_ops_port(objects: list[Obj]) -> None:
+    policy = one(objects, "NetworkPolicy", "autotask-sync-gateway-ingress")
+    policy["spec"]["ingress"][0]["ports"] = [{"port": "ops", "protocol": "TCP"}]
 
 
 def _gateway_to_internet(objects: list[Obj]) -> None:
@@ -270,6 +310,11 @@ def _unscraped_worker(objects: list[Obj]) -> None:
     objects.remove(one(objects, "ServiceMonitor", "autotask-sync-worker"))
 
 
+def _gateway_scraped_on_public_port(objects: list[Obj]) -> None:
+    monitor = one(objects, "ServiceMonitor", "autotask-sync-gateway")
+    monitor["spec"]["endpoints"][0]["port"] = "http"
+
+
 BREAKAGES: dict[str, tuple[str, Mutation]] = {
     "writable root filesystem": ("security", _writable_root),
     "root user": ("security", _root_user),
@@ -286,6 +331,8 @@ BREAKAGES: dict[str, tuple[str, Mutation]] = {
     "readiness on the liveness path": ("probes", _readiness_on_healthz),
     "probe on another port": ("probes", _probe_wrong_port),
     "port setting moved": ("probes", _port_setting_moved),
+    "probe on the public port": ("probes", _probe_on_public_port),
+    "ops endpoints on the public port": ("probes", _ops_on_public_port),
     "variable nothing reads": ("settings", _unknown_variable),
     "variable of another service": ("settings", _variable_of_another_service),
     "secret in a ConfigMap": ("settings", _secret_in_config),
@@ -293,6 +340,9 @@ BREAKAGES: dict[str, tuple[str, Mutation]] = {
     "secret keys optional": ("settings", _secret_keys_optional),
     "value the settings refuse": ("settings", _malformed_value),
     "metrics published": ("gateway_exposure", _ingress_publishes_metrics),
+    "every path published": ("gateway_exposure", _ingress_publishes_everything),
+    "ingress path outside /v1/": ("gateway_exposure", _ingress_outside_v1),
+    "public Service exposes the ops port": ("gateway_exposure", _public_service_exposes_ops),
     "webhooks registered at another host": ("gateway_exposure", _public_url_elsewhere),
     "more workers than partitions": ("scaling", _too_many_workers),
     "HPA minimum above maximum": ("scaling", _hpa_inverted),
@@ -302,6 +352,8 @@ BREAKAGES: dict[str, tuple[str, Mutation]] = {
     "no default deny": ("network", _no_default_deny),
     "gateway open to every namespace": ("network", _gateway_open_to_all),
     "gateway reaching the internet": ("network", _gateway_to_internet),
+    "Prometheus admitted to the public port": ("network", _prometheus_on_public_port),
+    "ingress controller admitted to the ops port": ("network", _ingress_controller_on_ops_port),
     "worker cut off from Autotask": ("network", _worker_cut_off_from_autotask),
     "alert on a metric the code lacks": ("alert_rules", _alert_on_unknown_metric),
     "alert on a label the metric lacks": ("alert_rules", _alert_on_unknown_label),
@@ -310,6 +362,7 @@ BREAKAGES: dict[str, tuple[str, Mutation]] = {
     "panel on a metric the code lacks": ("dashboard", _panel_on_unknown_metric),
     "panel with a fixed datasource": ("dashboard", _panel_with_fixed_datasource),
     "worker not scraped": ("scraping", _unscraped_worker),
+    "gateway scraped on its public port": ("scraping", _gateway_scraped_on_public_port),
 }
 
 

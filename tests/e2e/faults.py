@@ -141,6 +141,7 @@ async def create_rig(root: Path, unique: str) -> Rig:
             "AUTOTASK_SYNC_WINDOW_LOW": "100ms",
             "AUTOTASK_SYNC_PROVISIONER_INTERVAL": "5s",
             "AUTOTASK_SYNC_PROVISIONER_EVENT_COALESCE": "1s",
+            "AUTOTASK_SYNC_PROVISIONER_DEACTIVATION_WINDOW": "1s",
             "AUTOTASK_SYNC_KAFKA_RETRY_INTERVAL": "500ms",
             "AUTOTASK_SYNC_SPOOL_DRAIN_INTERVAL": "200ms",
             "AUTOTASK_SYNC_SPOOL_CHECK_INTERVAL": "200ms",

@@ -32,7 +32,7 @@ def _own_groups(prefix: str) -> dict[str, str]:
 
 
 async def _readiness(service: ServiceProcess) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, session.get(f"{service.url}/readyz") as r:
+    async with aiohttp.ClientSession() as session, session.get(f"{service.ops_url}/readyz") as r:
         assert r.status == 200
         body: dict[str, Any] = await r.json()
         return body
@@ -59,9 +59,9 @@ async def test_service_serves_ops_endpoints_and_stops_on_sigterm(
         wanted = {"registrations", "durability"} if service == "webhook_gateway" else {"postgres"}
         assert wanted <= set(ready["checks"])
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{process.url}/metrics") as response:
+            async with session.get(f"{process.ops_url}/metrics") as response:
                 metrics = await response.text()
-            async with session.get(f"{process.url}/healthz") as response:
+            async with session.get(f"{process.ops_url}/healthz") as response:
                 assert response.status == 200
         assert f'autotask_sync_service_up{{service="{service}",version="0.1.0"}} 1.0' in metrics
         code = await process.stop(within=timedelta(seconds=15))
@@ -69,7 +69,7 @@ async def test_service_serves_ops_endpoints_and_stops_on_sigterm(
         await process.kill()
     output = process.log()
     assert code == 0, output
-    assert '"event": "service stopped"' in output
+    assert '"event":"service stopped"' in output
     assert "postgresql://" not in output  # the database URL is never logged
 
 
@@ -142,7 +142,7 @@ async def test_a_service_started_before_postgres_waits_for_it(
             within=timedelta(seconds=30),
             what="the worker to say it waits for PostgreSQL",
         )
-        assert '"dependency": "PostgreSQL"' in waiting
+        assert '"dependency":"PostgreSQL"' in waiting
         forwarder = await _forward(late, (real.hostname or "127.0.0.1", real.port or 5432))
         await process.wait_ready(timedelta(seconds=20))
         ready = await _readiness(process)
@@ -172,5 +172,5 @@ async def test_a_service_gives_up_on_kafka_after_the_startup_wait(
         await process.kill()
     output = process.log()
     assert code == 1, output
-    assert '"dependency": "Kafka"' in output
+    assert '"dependency":"Kafka"' in output
     assert "Unable to bootstrap" in output

@@ -187,6 +187,7 @@ async def test_a_deactivation_call_to_the_gateway_gets_the_webhook_reactivated_a
     async with running(gateway_process) as gateway:
         env = provisioner_env(migrated_database, kafka_bootstrap, topics.prefix, gateway.url)
         env["AUTOTASK_SYNC_PROVISIONER_EVENT_COALESCE"] = "4s"
+        env["AUTOTASK_SYNC_PROVISIONER_DEACTIVATION_WINDOW"] = "4s"
         provisioner_process = ServiceProcess(
             "provisioner", env, log_path=tmp_path / "provisioner.log"
         )

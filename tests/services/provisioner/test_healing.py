@@ -52,3 +52,32 @@ def test_a_scheduled_pass_covers_pending_events_without_starting_the_window():
     assert c.due() is None
     assert c.offer(T0 + timedelta(seconds=20), now=120.0) == "scheduled"
     assert c.due() == 121.0  # no event-driven pass yet: only the debounce
+
+
+def test_deactivation_notices_alone_replan_at_most_once_per_deactivation_window():
+    """Unsigned notices cost a bounded number of passes: one per deactivation window."""
+    c = Coalescer(WINDOW, debounce=timedelta(seconds=1), deactivation_window=timedelta(minutes=15))
+    c.offer(T0, now=100.0)
+    c.started(wall=T0 + timedelta(seconds=1), now=101.0, by_event=True)
+    passes = 1
+    now = 101.0
+    while now < 101.0 + 3600:  # an hour of notices, one a second
+        now += 1.0
+        c.offer(T0 + timedelta(seconds=now), now=now)
+        due = c.due()
+        if due is not None and due <= now:
+            c.started(wall=T0 + timedelta(seconds=now), now=now, by_event=True)
+            passes += 1
+    assert passes == 5  # the first, then one per 15 minutes
+
+
+def test_an_operator_request_does_not_wait_for_the_deactivation_window():
+    c = Coalescer(WINDOW, debounce=timedelta(seconds=1), deactivation_window=timedelta(minutes=15))
+    c.offer(T0, now=100.0)
+    c.started(wall=T0 + timedelta(seconds=1), now=101.0, by_event=True)
+    assert c.offer(T0 + timedelta(minutes=2), now=221.0) == "scheduled"
+    assert c.due() == 101.0 + 15 * 60
+    assert c.offer(T0 + timedelta(minutes=2, seconds=1), now=222.0, trigger="reprovision") == (
+        "coalesced"
+    )
+    assert c.due() == 222.0  # the first notice's debounce; the window has long passed

@@ -95,7 +95,7 @@ async def test_a_flood_of_deactivation_events_leads_to_one_pass_that_heals_and_a
         await asyncio.sleep(3)  # the rest of the flood was coalesced into that one pass
         assert await passes(provisioner, "deactivation") == 1
         assert await provisioner.stop() == 0
-        assert '"event": "service stopped"' in provisioner.log()
+        assert '"event":"service stopped"' in provisioner.log()
 
 
 def _active(sim: Simulator, root: str) -> bool:

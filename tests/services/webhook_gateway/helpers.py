@@ -27,7 +27,7 @@ from shared.db import connect
 from shared.kafka import ensure_topics
 from shared.messages.topics import Topics
 from shared.registrations import Registration, RegistrationState, create_pending, set_state
-from shared.runtime.ops import add_ops_routes
+from shared.runtime.ops import add_ops_routes, serve
 from shared.secrets import SecretBox
 from tests.helpers.processes import ServiceProcess
 from tests.helpers.waiting import eventually
@@ -146,6 +146,8 @@ class Served:
 
     base_url: str
     gateway: Gateway | None = None
+    ops_url: str = ""
+    """``/healthz``, ``/readyz``, ``/metrics`` (a port of their own)."""
 
     def callout_url(self, registration_id: str) -> str:
         return f"{self.base_url}/v1/callouts/{registration_id}"
@@ -156,21 +158,21 @@ class Served:
 
 @asynccontextmanager
 async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[Served]:
-    """The gateway in this process, wired as ``start`` wires it (ops routes included)."""
+    """The gateway in this process, served as ``start`` serves it: the callout routes on one
+    port, the ops routes on another, both through the services' hardened server."""
     async with open_gateway(settings) as gateway:
-        add_ops_routes(gateway.app, gateway.checks)
-        # As shared.runtime.ops.serve, with the shutdown timeout where aiohttp 3.14 wants it.
-        runner = web.AppRunner(
-            gateway.app, access_log=None, handle_signals=False, shutdown_timeout=5.0
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            port = runner.addresses[0][1]
-            yield Served(f"http://127.0.0.1:{port}", gateway)
-        finally:
-            await runner.cleanup()
+        ops = web.Application()
+        add_ops_routes(ops, gateway.checks)
+        deadline = settings.header_deadline
+        async with (
+            serve(gateway.app, "127.0.0.1", 0, header_deadline=deadline) as public,
+            serve(ops, "127.0.0.1", 0) as ops_runner,
+        ):
+            yield Served(_url(public), gateway, ops_url=_url(ops_runner))
+
+
+def _url(runner: web.AppRunner) -> str:
+    return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
 def gateway_process(settings: GatewaySettings, log_path: Path, **extra: str) -> ServiceProcess:

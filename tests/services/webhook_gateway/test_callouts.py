@@ -311,12 +311,13 @@ async def test_a_body_unescaped_on_the_way_verifies_in_its_dotnet_form_and_is_ke
     async with serve_gateway(deployment.settings()) as served:
         url = served.callout_url(registration.registration_id)
         statuses = [
-            (await _post(http, url, escaped, header))[0],
             (await _post(http, url, unescaped, header))[0],
+            # The same event as signed: a re-send, recognised as one however it is written.
+            (await _post(http, url, escaped, header))[0],
         ]
-        records = await read_topic(deployment.bootstrap, deployment.topics.callouts, at_least=2)
+        records = await read_topic(deployment.bootstrap, deployment.topics.callouts, at_least=1)
     assert statuses == [200, 200]
-    assert sorted(r.value for r in records) == sorted([escaped, unescaped])  # as received
+    assert [r.value for r in records] == [unescaped]  # as received, once
 
 
 async def test_exact_resends_are_acknowledged_but_stored_once(
@@ -394,14 +395,17 @@ async def test_ops_endpoints_report_readiness_and_metrics(
             body,
             signed_headers(SECRET, body),
         )
-        async with http.get(served.base_url + "/readyz") as response:
+        async with http.get(served.ops_url + "/readyz") as response:
             ready = (response.status, await response.json())
-        async with http.get(served.base_url + "/healthz") as response:
+        async with http.get(served.ops_url + "/healthz") as response:
             health = response.status
         async with http.get(served.base_url + "/metrics") as response:
+            public_metrics = response.status
+        async with http.get(served.ops_url + "/metrics") as response:
             metrics = await response.text()
     assert ready == (200, {"status": "ready", "checks": ["durability", "registrations"]})
     assert health == 200
+    assert public_metrics == 404  # the ops routes are not on the public port
     assert (
         'autotask_sync_gateway_requests_total{connection="acme",outcome="accepted",route="callout"}'
         in metrics

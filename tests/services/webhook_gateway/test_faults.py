@@ -213,7 +213,7 @@ async def test_replicas_started_without_kafka_spool_then_one_drains_everything_i
     try:
         settings = deployment.settings()
         async with serve_gateway(settings) as first, serve_gateway(settings) as second:
-            async with http.get(first.base_url + "/readyz") as response:
+            async with http.get(first.ops_url + "/readyz") as response:
                 assert response.status == 200  # Kafka down, spool up: ready
             bodies = [callout_body(100 + n % 4, sequence=n) for n in range(40)]
             statuses = []

@@ -1,6 +1,7 @@
 """The gateway as a real process (``python -m services.webhook_gateway``): killed mid-burst it
 loses no answered callout, stopped with SIGTERM it finishes what it accepted (callouts still in
-flight are answered before it exits), and it starts and serves with Kafka unreachable."""
+flight are answered before it exits, while its ops port still answers), it starts and serves
+with Kafka unreachable, and its public port serves the callout routes only."""
 
 from __future__ import annotations
 
@@ -150,11 +151,14 @@ async def test_sigterm_with_callouts_in_flight_answers_them_and_then_exits_clean
                 await eventually(all_waiting)
                 process.process.send_signal(signal.SIGTERM)
                 await eventually(
-                    lambda: refuses_connections(f"{process.url}/healthz"),
+                    lambda: refuses_connections(url),
                     what="the stopping gateway to refuse new connections",
                 )
                 assert process.running  # waiting for the callouts in flight
                 assert not any(p.done() for p in posts)
+                # The ops server outlives the public one's drain: probes and scrapes still work.
+                async with http.get(f"{process.ops_url}/healthz") as response:
+                    assert response.status == 200
             statuses = await asyncio.wait_for(asyncio.gather(*posts), timeout=10)
         code = await process.wait(timedelta(seconds=20))
     finally:
@@ -166,3 +170,30 @@ async def test_sigterm_with_callouts_in_flight_answers_them_and_then_exits_clean
     assert "service stopped" in events
     errors = [line for line in process.log_lines() if line.get("level") == "error"]
     assert [e for e in errors if e.get("logger") != "aiokafka"] == []  # its own: no broker there
+
+
+async def test_the_public_port_serves_only_the_callout_routes_and_names_no_server(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    registration = await deployment.registration(secret=SECRET)
+    process = await gateway_process(deployment.settings(), tmp_path / "gateway.log").start()
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def get(url: str) -> tuple[int, str | None]:
+                async with http.get(url) as response:
+                    return response.status, response.headers.get("Server")
+
+            for path in ("/metrics", "/healthz", "/readyz"):
+                assert await get(process.url + path) == (404, None), path
+                assert await get(process.ops_url + path) == (200, None), path
+            body = callout_body(5)
+            url = Served(process.url).callout_url(registration.registration_id)
+            async with http.post(url, data=body, headers=signed_headers(SECRET, body)) as r:
+                assert (r.status, r.headers.get("Server")) == (200, None)
+            async with http.post(url, data=body, headers={"X-Hook-Signature": "sha1=x"}) as r:
+                assert (r.status, r.headers.get("Server")) == (401, None)
+            async with http.post(Served(process.ops_url).callout_url("x"), data=body) as r:
+                assert r.status == 404  # and no callout route on the ops port
+    finally:
+        await process.stop()

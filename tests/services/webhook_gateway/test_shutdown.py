@@ -38,11 +38,12 @@ async def test_sigterm_answers_callouts_in_flight_before_the_loops_stop(
     deployment: Deployment,
 ) -> None:
     registration = await deployment.registration(secret=SECRET)
-    port = free_port()
+    port, ops_port = free_port(), free_port()
     settings: GatewaySettings = deployment.settings(
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",  # nobody there: callouts spool
         spool_deadline=timedelta(seconds=20),
         http_port=port,
+        ops_port=ops_port,
     )
     base_url = f"http://127.0.0.1:{port}"
     url = f"{base_url}/v1/callouts/{registration.registration_id}"
@@ -54,7 +55,7 @@ async def test_sigterm_answers_callouts_in_flight_before_the_loops_stop(
 
             async def ready() -> bool:
                 try:
-                    async with http.get(f"{base_url}/readyz") as response:
+                    async with http.get(f"http://127.0.0.1:{ops_port}/readyz") as response:
                         return response.status == 200
                 except aiohttp.ClientConnectionError:
                     return False

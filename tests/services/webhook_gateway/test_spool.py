@@ -126,7 +126,7 @@ async def test_beyond_the_concurrency_cap_callouts_are_refused_at_once_not_queue
                     return r.status
 
             first = [asyncio.create_task(post(body)) for body in bodies[:3]]
-            await eventually(lambda: served.gateway.app[ADMISSION].current == 3)  # type: ignore[union-attr]
+            await eventually(lambda: served.gateway.app[ADMISSION].callouts.current == 3)  # type: ignore[union-attr]
             started = time.monotonic()
             refused = [await post(body) for body in bodies[3:]]
             refusing_took = time.monotonic() - started

@@ -121,6 +121,22 @@ async def test_children_follow_their_parents_row_when_the_parent_is_restricted(p
 
 
 @pytest.mark.integration
+async def test_company_zero_is_a_real_parent(pool: Pool):
+    # Companies/0 is the tenant's own company: its contacts are not "without a company".
+    await _mirror(pool, COMPANIES, {0: "live", 5: "live"})
+    contacts = {
+        30: {"id": 30, "companyID": 0},
+        31: {"id": 31, "companyID": "0"},
+        32: {"id": 32, "companyID": " 5 "},
+        33: {"id": 33, "companyID": "\u0665"},  # an Arabic-Indic 5: not an id
+        34: {"id": 34, "companyID": "\u00b2"},  # a superscript 2: not an id (and no crash)
+        35: {"id": 35, "companyID": 2**63},  # beyond 64 bits: not an id
+    }
+    verdict = await judge(pool, "acme", CONTACTS, contacts, RESTRICTED)
+    assert verdict == {30: True, 31: True, 32: True, 33: False, 34: False, 35: False}
+
+
+@pytest.mark.integration
 async def test_own_fields_and_unscoped_entities_need_no_parent(pool: Pool):
     tickets = {1: {"id": 1, "queueID": 8}, 2: {"id": 2, "queueID": 9}}
     assert await judge(pool, "acme", TICKETS, tickets, RESTRICTED) == {1: True, 2: False}

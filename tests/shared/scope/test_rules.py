@@ -65,3 +65,31 @@ def test_default_scope_syncs_the_registry_defaults():
     assert scope.syncs(TICKETS)
     assert scope.syncs(COMPANIES)
     assert not SyncScope(entities=["Tickets"]).syncs(COMPANIES)
+
+
+@pytest.mark.parametrize(
+    "queue",
+    [
+        "\u0665",  # Arabic-Indic 5: int() reads it as 5, Autotask never sends it
+        "\u2075",  # superscript 5: isdigit() passes it, int() raises
+        "--5",
+        "5_0",
+        "+5",
+        "5\u00a0",  # a Unicode no-break space is not ASCII whitespace
+        "9" * 5000,  # past int()'s digit limit (ValueError) and past 64 bits
+        2**63,
+    ],
+)
+def test_only_ascii_integers_within_64_bits_match_a_picklist_value(queue: object) -> None:
+    scope = TicketScope(include_queues=[5, 50])
+    assert not scope.admits({"queueID": queue})  # matches nothing, and never raises
+
+
+def test_numbers_in_any_json_form_match_include_and_exclude() -> None:
+    scope = TicketScope(include_queues=[5, -3], exclude_statuses=[5])
+    assert scope.admits({"queueID": " 5\t"})  # ASCII whitespace around is fine
+    assert scope.admits({"queueID": "-3"})  # picklist values may be negative
+    assert scope.admits({"queueID": 5.0, "status": 1})
+    assert not scope.admits({"queueID": 5, "status": 5.0})  # an integral float is excluded too
+    assert not scope.admits({"queueID": 5, "status": "5"})
+    assert CompanyScope(company_ids=[0]).admits({"id": "0"})  # company 0 is real

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from shared.integers import parse_int
 from tools.autotask_sim.access.faults import OUTAGE_TEXT, RANDOM_429_TEXT, RANDOM_500_TEXT
 from tools.autotask_sim.access.users import ApiUser
 from tools.autotask_sim.apierror import ApiError, business_error
@@ -146,7 +147,7 @@ class Gateway:
         raw = request.headers.get("ImpersonationResourceId")
         if raw is None or request.method == "GET":
             return user.resource_id
-        resource = int(raw) if raw.strip().isdigit() else None
+        resource = parse_int(raw, minimum=0)
         resources = self.state.tenant.require("Resources")
         record = resources.get(resource) if resource is not None else None
         if resource is None or record is None or not record.get("isActive"):

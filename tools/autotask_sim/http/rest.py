@@ -20,6 +20,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from shared.entities import find_rest_name
+from shared.integers import parse_int
 from tools.autotask_sim.access.users import ApiUser
 from tools.autotask_sim.apierror import method_not_allowed, not_found
 from tools.autotask_sim.config import PermissionAction
@@ -289,7 +290,7 @@ class RestApi:
 
 
 def _int(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+    return parse_int(text, minimum=0)
 
 
 __all__ = ["RestApi"]

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.entities import by_callout_type, find_rest_name
+from shared.integers import parse_int
 from tools.autotask_sim.apierror import business_error
 from tools.autotask_sim.callouts.events import Action, ChangeEvent, EventBus
 from tools.autotask_sim.catalog import DATA_SCHEMAS, LOG_SCHEMAS
@@ -55,10 +56,9 @@ def body_id(body: Mapping[str, Any]) -> int:
     """The ``id`` of an update body (any key case); raises ApiError (500) if absent or bad."""
     for key, value in body.items():
         if isinstance(key, str) and key.lower() == "id":
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.strip().isdigit():
-                return int(value)
+            number = parse_int(value) if isinstance(value, int | str) else None
+            if number is not None:
+                return number
             break
     raise business_error("id is required to update an entity.")
 
@@ -263,8 +263,11 @@ class Tenant:
             seq = 0
             for ticket in self.tables["Tickets"].rows():
                 number = str(ticket.get("ticketNumber") or "")
-                if number.startswith(prefix) and number[len(prefix) :].isdigit():
-                    seq = max(seq, int(number[len(prefix) :]))
+                if not number.startswith(prefix):
+                    continue
+                counter = parse_int(number[len(prefix) :], minimum=0)
+                if counter is not None:
+                    seq = max(seq, counter)
         seq += 1
         self._ticket_seq[prefix] = seq
         return f"{prefix}{seq:04d}"
