@@ -62,7 +62,7 @@ from shared.kafka import ensure_topics, make_producer
 from shared.messages.topics import Topics, TopicSpec
 from shared.registrations import RegistrationState, create_pending, set_state
 from shared.secrets import SecretBox
-from tools.dev_infra.processes import free_port, peak_rss_bytes
+from tools.dev_infra.processes import free_port, peak_rss_bytes, rss_bytes
 from tools.dev_infra.stack import DevStack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -271,11 +271,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rss_mib(pid: int) -> float:
-    """Resident set size of a live process now, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident set size of a live process now, in MiB (NaN once it is gone)."""
+    size = rss_bytes(pid)
+    return float("nan") if size is None else size / 2**20
 
 
 def minimal_topic(topics: Topics) -> str:

@@ -132,10 +132,26 @@ async def _bad_signature(target: dict[str, Any], stop: asyncio.Event, tally: _Ta
         await _until(stop, *(client() for _ in range(FLOOD_CLIENTS)))
 
 
-async def _open(target: dict[str, Any]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection(
-        target["host"], target["port"], local_addr=(target["source"], 0), limit=2**20
-    )
+async def _connect(
+    target: dict[str, Any], tally: _Tally
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """A new attacker connection, counted as a request; None (the error counted) when it could
+    not be opened."""
+    try:
+        opened = await asyncio.open_connection(
+            target["host"], target["port"], local_addr=(target["source"], 0), limit=2**20
+        )
+    except OSError as exc:
+        tally.errors[type(exc).__name__] += 1
+        return None
+    tally.requests += 1
+    return opened
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 async def _answer(reader: asyncio.StreamReader, wait: float) -> str:
@@ -165,14 +181,12 @@ async def _slow_bodies(target: dict[str, Any], stop: asyncio.Event, tally: _Tall
     async def connection() -> None:
         nonlocal open_now
         while not stop.is_set():
-            try:
-                async with opening:
-                    reader, writer = await _open(target)
-            except OSError as exc:
-                tally.errors[type(exc).__name__] += 1
+            async with opening:
+                opened = await _connect(target, tally)
+            if opened is None:
                 await asyncio.sleep(0.5)
                 continue
-            tally.requests += 1
+            reader, writer = opened
             open_now += 1
             tally.extra["open_peak"] = max(tally.extra["open_peak"], open_now)
             answered = asyncio.ensure_future(_answer(reader, 3600))
@@ -190,9 +204,7 @@ async def _slow_bodies(target: dict[str, Any], stop: asyncio.Event, tally: _Tall
                     tally.statuses[answered.result()] += 1
                 else:
                     answered.cancel()
-                writer.close()
-                with contextlib.suppress(ConnectionError):
-                    await writer.wait_closed()
+                await _close(writer)
             if not stop.is_set():
                 await asyncio.sleep(0.5)  # the gateway closed it: open another, gently
 
@@ -227,13 +239,10 @@ async def _malformed(target: dict[str, Any], stop: asyncio.Event, tally: _Tally)
         while not stop.is_set():
             name, payload = kinds[n % len(kinds)]
             n += 1
-            try:
-                reader, writer = await _open(target)
-            except OSError as exc:
-                tally.errors[type(exc).__name__] += 1
+            if (opened := await _connect(target, tally)) is None:
                 await asyncio.sleep(0.05)
                 continue
-            tally.requests += 1
+            reader, writer = opened
             try:
                 writer.write(payload)
                 await writer.drain()
@@ -241,9 +250,7 @@ async def _malformed(target: dict[str, Any], stop: asyncio.Event, tally: _Tally)
             except ConnectionError:
                 status = "reset"
             finally:
-                writer.close()
-                with contextlib.suppress(ConnectionError):
-                    await writer.wait_closed()
+                await _close(writer)
             tally.statuses[status] += 1
             by_kind[name][status] += 1
 
@@ -265,13 +272,10 @@ async def _oversize(target: dict[str, Any], stop: asyncio.Event, tally: _Tally) 
         while not stop.is_set():
             chunked = n % 2 == 1
             n += 1
-            try:
-                reader, writer = await _open(target)
-            except OSError as exc:
-                tally.errors[type(exc).__name__] += 1
+            if (opened := await _connect(target, tally)) is None:
                 await asyncio.sleep(0.05)
                 continue
-            tally.requests += 1
+            reader, writer = opened
             answered = asyncio.ensure_future(_answer(reader, 10.0))
             sent = 0
             try:
@@ -291,9 +295,7 @@ async def _oversize(target: dict[str, Any], stop: asyncio.Event, tally: _Tally) 
             finally:
                 if not answered.done():
                     answered.cancel()
-                writer.close()
-                with contextlib.suppress(ConnectionError):
-                    await writer.wait_closed()
+                await _close(writer)
             tally.statuses[status] += 1
             by_kind["chunked past cap" if chunked else "declared 10 MB"][status] += 1
             if chunked:

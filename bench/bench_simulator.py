@@ -21,18 +21,19 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from bench.report import latency_summary, write_results
+from tools.dev_infra.processes import rss_bytes
 
 TICKETS = 100_000
 PAGE = 100
@@ -41,10 +42,8 @@ Request = Callable[[aiohttp.ClientSession, random.Random], Awaitable[int]]
 
 def rss_mib() -> float:
     """Resident set size of this process in MiB (Linux /proc)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    size = rss_bytes(os.getpid())
+    return float("nan") if size is None else size / 2**20
 
 
 # ----------------------------------------------------------------- server processes

@@ -79,13 +79,12 @@ PARTS: list[tuple[str, str, str]] = [
     ("  route (parse JSON, key, headers)", "webhook_gateway/routing.py", "route"),
     ("    parse_callout", "messages/callout.py", "parse_callout"),
     ("    callout_headers (format_instant, encodes)", "messages/callout.py", "callout_headers"),
-    ("  de-duplication: fingerprint", "webhook_gateway/dedup.py", "fingerprint"),
-    ("  de-duplication: seen", "webhook_gateway/dedup.py", "seen"),
-    ("  de-duplication: remember", "webhook_gateway/dedup.py", "remember"),
+    ("  de-duplication: key_for", "webhook_gateway/dedup.py", "key_for"),
+    ("  de-duplication: claim", "webhook_gateway/dedup.py", "claim"),
     ("  durability.store (send, await ack: own steps)", "webhook_gateway/durability.py", "store"),
     ("    aiokafka producer.send (enqueue)", "aiokafka/producer/producer.py", "send"),
     ("  last-callout bookkeeping", "webhook_gateway/bookkeeping.py", "saw"),
-    ("  request id (uuid4)", "webhook_gateway/handlers.py", "_request_id"),
+    ("  request id", "webhook_gateway/handlers.py", "_request_id"),
     ("  answer (web.Response)", "webhook_gateway/handlers.py", "_answer"),
     ("aiohttp: request parsing + protocol", "aiohttp/web_protocol.py", "data_received"),
     ("aiohttp: request handling + response write", "aiohttp/web_protocol.py", "_handle_request"),
@@ -221,6 +220,7 @@ def _pieces(settings: GatewaySettings, registration: Registration) -> list[dict[
     now = datetime.now(UTC)
     log = get_logger("services.webhook_gateway.handlers")
     recent = RecentCallouts(window=settings.dedup_window, capacity=settings.dedup_size)
+    parsed = parse_callout(body)
     topics = Topics(prefix=settings.topic_prefix)
     fields = {
         "outcome": "accepted",
@@ -266,7 +266,10 @@ def _pieces(settings: GatewaySettings, registration: Registration) -> list[dict[
             "route(...) (parse, key, headers)",
             lambda: route(registration, body, topics=topics, received_at=now, request_id="r" * 32),
         ),
-        ("dedup fingerprint", lambda: recent.fingerprint(registration.registration_id, body)),
+        (
+            "dedup key_for(registration, parsed, body)",
+            lambda: recent.key_for(registration.registration_id, parsed, body),
+        ),
         (
             "web.Response(...) with X-Request-Id",
             lambda: web.Response(

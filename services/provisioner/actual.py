@@ -198,7 +198,7 @@ async def _with_children(client: AutotaskClient, webhook: ActualWebhook) -> Actu
 
 
 def _webhook(spec: EntitySpec, row: Mapping[str, Any]) -> ActualWebhook | None:
-    webhook_id = _int(_get(row, "id"))
+    webhook_id = parse_int(_get(row, "id"))
     if webhook_id is None:
         return None
     assert spec.webhook_root is not None
@@ -215,14 +215,14 @@ def _webhook(spec: EntitySpec, row: Mapping[str, Any]) -> ActualWebhook | None:
         notification_email=(str(_get(row, "notificationEmailAddress") or "").strip() or None),
         threshold_notifications=_get(row, "sendThresholdExceededNotification") is True,
         guid=_str_or_none(_get(row, "webhookGuid")),
-        owner_resource_id=_int(_get(row, "ownerResourceID")),
+        owner_resource_id=parse_int(_get(row, "ownerResourceID")),
     )
 
 
 def _children(rows: Iterable[Mapping[str, Any]], key: str) -> tuple[ActualChild, ...]:
     found = []
     for row in rows:
-        child_id, target = _int(_get(row, "id")), _int(_get(row, key))
+        child_id, target = parse_int(_get(row, "id")), parse_int(_get(row, key))
         if child_id is None or target is None:
             continue
         found.append(
@@ -242,10 +242,6 @@ def _get(row: Mapping[str, Any], key: str) -> Any:
         return row[key]
     lowered = key.lower()
     return next((value for name, value in row.items() if name.lower() == lowered), None)
-
-
-def _int(value: Any) -> int | None:
-    return parse_int(value)
 
 
 def _str_or_none(value: Any) -> str | None:

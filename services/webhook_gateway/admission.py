@@ -1,4 +1,4 @@
-"""Who may use the gateway's time and memory right now: pure bookkeeping, no I/O.
+"""Who may use the gateway's time and memory right now: bookkeeping, no I/O.
 
 The callout URL is public, so the gateway assumes attackers know one. What a request may cost is
 bounded before the expensive parts run (docs/architecture.md, "The gateway on the open
@@ -22,6 +22,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+
+from services.webhook_gateway.settings import GatewaySettings
+from shared.metrics import GATEWAY_CONNECTIONS_REFUSED
 
 Clock = Callable[[], float]
 """Monotonic seconds (``time.monotonic`` in production, a fake in tests)."""
@@ -58,9 +61,6 @@ class Slots:
                 self._by_key[key] = left
             else:
                 self._by_key.pop(key, None)
-
-    def held_by(self, key: str) -> int:
-        return self._by_key.get(key, 0)
 
 
 @dataclass(slots=True)
@@ -106,4 +106,37 @@ class FailureLimit:
         return len(self._windows)
 
 
-__all__ = ["Clock", "FailureLimit", "Slots"]
+@dataclass
+class Admission:
+    """The gateway's limits on what requests may cost, as its settings ask."""
+
+    bodies: Slots
+    """Requests whose body is still arriving: in all and per client address."""
+    callouts: Slots
+    """Callouts being verified and made durable (``max_concurrent_callouts``)."""
+    bad_by_client: FailureLimit
+    bad_by_registration: FailureLimit
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> Admission:
+        return cls(
+            bodies=Slots(
+                limit=settings.max_unfinished_bodies,
+                per_key=settings.max_unfinished_bodies_per_client,
+            ),
+            callouts=Slots(limit=settings.max_concurrent_callouts),
+            bad_by_client=FailureLimit(limit=settings.bad_signatures_per_client),
+            bad_by_registration=FailureLimit(limit=settings.bad_signatures_per_registration),
+        )
+
+    def admits(self, address: str) -> bool:
+        """Whether a new connection from ``address`` is served at all: not while it is over its
+        bad-request limit or holds its share of unfinished bodies (each request it sent would
+        only be refused, at the cost of parsing it)."""
+        if self.bad_by_client.exceeded(address) or self.bodies.full_for(address):
+            GATEWAY_CONNECTIONS_REFUSED.inc()
+            return False
+        return True
+
+
+__all__ = ["Admission", "Clock", "FailureLimit", "Slots"]

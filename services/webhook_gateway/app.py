@@ -26,13 +26,13 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from services.webhook_gateway import handlers
-from services.webhook_gateway.admission import FailureLimit, Slots
+from services.webhook_gateway.admission import Admission
 from services.webhook_gateway.bookkeeping import LastCallouts
 from services.webhook_gateway.deactivation import DeactivationNotices
 from services.webhook_gateway.dedup import RecentCallouts
 from services.webhook_gateway.drainer import Drainer, SpoolWatcher
 from services.webhook_gateway.durability import Durability, pool_spool_writer
-from services.webhook_gateway.handlers import Admission, CalloutLimits, RegistrationLookup
+from services.webhook_gateway.handlers import CalloutLimits, RegistrationLookup
 from services.webhook_gateway.producer import ProducerLink
 from services.webhook_gateway.settings import GatewaySettings
 from shared.db import Pool, session
@@ -176,7 +176,7 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
             body_deadline=settings.body_deadline.total_seconds(),
             client_ip_header=settings.client_ip_header,
         ),
-        admission=admission_for(settings),
+        admission=Admission.from_settings(settings),
     )
     return Gateway(
         app=app,
@@ -192,19 +192,6 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
             "registrations": _registrations_check(registrations),
             "durability": _durability_check(link, pool),
         },
-    )
-
-
-def admission_for(settings: GatewaySettings) -> Admission:
-    """The request limits ``settings`` ask for (:mod:`.admission`)."""
-    return Admission(
-        bodies=Slots(
-            limit=settings.max_unfinished_bodies,
-            per_key=settings.max_unfinished_bodies_per_client,
-        ),
-        callouts=Slots(limit=settings.max_concurrent_callouts),
-        bad_by_client=FailureLimit(limit=settings.bad_signatures_per_client),
-        bad_by_registration=FailureLimit(limit=settings.bad_signatures_per_registration),
     )
 
 
@@ -292,4 +279,4 @@ async def _count_registrations(registrations: RegistrationStore, stop: asyncio.E
             GATEWAY_REGISTRATIONS.labels(state.value).set(count)
 
 
-__all__ = ["Gateway", "admission_for", "init_app", "open_gateway", "open_parts", "start"]
+__all__ = ["Gateway", "init_app", "open_gateway", "open_parts", "start"]

@@ -159,11 +159,6 @@ class RecentCallouts:
                 return _digest(b"json", registration_id, canonical)
         return _digest(b"raw", registration_id, body)
 
-    @staticmethod
-    def fingerprint(registration_id: str, body: bytes) -> CalloutKey:
-        """The key of exactly these bytes (what :meth:`key_for` uses for an unparsable body)."""
-        return _digest(b"raw", registration_id, body)
-
     # --- remembering -----------------------------------------------------------------------
     def seen(self, key: CalloutKey) -> bool:
         """Whether a callout with ``key`` was stored within the window."""

@@ -36,7 +36,7 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from structlog.contextvars import bound_contextvars
 
-from services.webhook_gateway.admission import FailureLimit, Slots
+from services.webhook_gateway.admission import Admission
 from services.webhook_gateway.bookkeeping import LastCallouts
 from services.webhook_gateway.deactivation import DeactivationNotices
 from services.webhook_gateway.dedup import RecentCallouts
@@ -53,7 +53,6 @@ from shared.logging import get_logger
 from shared.messages.topics import Topics
 from shared.metrics import (
     GATEWAY_BODY_BYTES,
-    GATEWAY_CONNECTIONS_REFUSED,
     GATEWAY_REQUEST_SECONDS,
     GATEWAY_REQUESTS,
     GATEWAY_SIGNATURE_FALLBACKS,
@@ -92,27 +91,6 @@ class CalloutLimits:
 INLINE_FALLBACK_BYTES = 16 * 1024
 """Bodies up to this size get the re-escaped comparison on the event loop (well under a
 millisecond); larger ones in a worker thread, so the loop keeps answering meanwhile."""
-
-
-@dataclass
-class Admission:
-    """The gateway's limits on what requests may cost (see :mod:`.admission`)."""
-
-    bodies: Slots
-    """Requests whose body is still arriving: in all and per client address."""
-    callouts: Slots
-    """Callouts being verified and made durable (``max_concurrent_callouts``)."""
-    bad_by_client: FailureLimit
-    bad_by_registration: FailureLimit
-
-    def admits(self, address: str) -> bool:
-        """Whether a new connection from ``address`` is served at all: not while it is over its
-        bad-request limit or holds its share of unfinished bodies (each request it sent would
-        only be refused, at the cost of parsing it)."""
-        if self.bad_by_client.exceeded(address) or self.bodies.full_for(address):
-            GATEWAY_CONNECTIONS_REFUSED.inc()
-            return False
-        return True
 
 
 REGISTRATIONS = web.AppKey("registrations", RegistrationLookup)
@@ -477,7 +455,6 @@ __all__ = [
     "LIMITS",
     "RECENT",
     "REGISTRATIONS",
-    "Admission",
     "CalloutLimits",
     "Outcome",
     "RegistrationLookup",

@@ -174,15 +174,7 @@ async def reserve_calls(
         f"reserve API calls of {connection}",
     )
     assert row is not None
-    usage = UsageRow(
-        connection=connection,
-        project_calls=int(row["project_calls"]),
-        calls_since_reading=int(row["calls_since_reading"]),
-        threshold=row["threshold"],
-        tenant_calls=row["tenant_calls"],
-        timeframe_minutes=row["timeframe_minutes"],
-        reading_age=row["reading_age"],
-    )
+    usage = _usage(row, connection)
     return Reservation(granted=int(row["granted"]), bucket=row["bucket"], usage=usage)
 
 
@@ -234,18 +226,20 @@ async def read_usage(db: DbSession, connections: Iterable[str]) -> dict[str, Usa
         ),
         "read the API budgets",
     )
-    return {
-        row["connection"]: UsageRow(
-            connection=row["connection"],
-            project_calls=int(row["project_calls"]),
-            calls_since_reading=int(row["calls_since_reading"]),
-            threshold=row["threshold"],
-            tenant_calls=row["tenant_calls"],
-            timeframe_minutes=row["timeframe_minutes"],
-            reading_age=row["reading_age"],
-        )
-        for row in rows
-    }
+    return {row["connection"]: _usage(row, row["connection"]) for row in rows}
+
+
+def _usage(row: Record, connection: str) -> UsageRow:
+    """A connection's usage from a row with the reservation's and the reading's columns."""
+    return UsageRow(
+        connection=connection,
+        project_calls=int(row["project_calls"]),
+        calls_since_reading=int(row["calls_since_reading"]),
+        threshold=row["threshold"],
+        tenant_calls=row["tenant_calls"],
+        timeframe_minutes=row["timeframe_minutes"],
+        reading_age=row["reading_age"],
+    )
 
 
 async def claim_refresh(

@@ -50,7 +50,7 @@ async def judge(
     parent_ids = {
         parent_id
         for row in rows.values()
-        if (parent_id := _as_int(row.get(field_name))) is not None
+        if (parent_id := parse_int(row.get(field_name), minimum=0)) is not None
     }
     async with session(pool, f"read which {parent.rest_name} are in scope") as db:
         records = await db.fetch(
@@ -60,7 +60,7 @@ async def judge(
             sorted(parent_ids),
         )
     live = {record["id"] for record in records}
-    return {i: _as_int(row.get(field_name)) in live for i, row in rows.items()}
+    return {i: parse_int(row.get(field_name), minimum=0) in live for i, row in rows.items()}
 
 
 def deciding_filter(entity: EntitySpec, scope: SyncScope) -> RowFilter | None:
@@ -110,10 +110,6 @@ def _unclassified(entity: EntitySpec, why: str) -> ConfigError:
         f"cannot judge {entity.rest_name} against the sync scope: {why}; fix its scope "
         "in the entity registry (shared/entities.py)"
     )
-
-
-def _as_int(value: Any) -> int | None:
-    return parse_int(value, minimum=0)
 
 
 __all__ = ["deciding_filter", "judge"]

@@ -104,8 +104,8 @@ class CompanyScope(RowFilter):
         """Whether ``company`` (a REST record) is in scope."""
         if not self.restricted:
             return True
-        return _as_int(company.get("companyType")) in self.company_types or (
-            _as_int(company.get("id")) in self.company_ids
+        return parse_int(company.get("companyType")) in self.company_types or (
+            parse_int(company.get("id")) in self.company_ids
         )
 
     @property
@@ -231,15 +231,11 @@ class SyncScope(_Filter):
 
 
 def _allowed(value: Any, include: list[int], exclude: list[int]) -> bool:
-    number = _as_int(value)
+    # Picklist values arrive as numbers or numeric strings; anything else matches nothing.
+    number = parse_int(value)
     if include and number not in include:
         return False
     return not (exclude and number in exclude)
-
-
-def _as_int(value: Any) -> int | None:
-    """Picklist values arrive as numbers or numeric strings; anything else matches nothing."""
-    return parse_int(value)
 
 
 __all__ = [

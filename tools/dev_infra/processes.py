@@ -100,9 +100,18 @@ def stop_process(pid: int, *, grace: float, sig: int = signal.SIGTERM) -> None:
 
 def peak_rss_bytes(pid: int) -> int | None:
     """Peak resident set size (VmHWM) of a live process, from /proc."""
+    return _status_bytes(pid, "VmHWM:")
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size (VmRSS) of a live process now, from /proc."""
+    return _status_bytes(pid, "VmRSS:")
+
+
+def _status_bytes(pid: int, field: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None

@@ -4,12 +4,15 @@ while Kafka is away wait in their spool write), and whether the gateway still ta
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import aiohttp
 
 from shared.db import DedicatedSession, connect
+from tests.helpers.waiting import eventually
+from tests.services.webhook_gateway.helpers import signed_headers
 
 
 @asynccontextmanager
@@ -45,3 +48,25 @@ async def refuses_connections(url: str) -> bool:
                 return False
         except aiohttp.ClientConnectionError:
             return True
+
+
+@asynccontextmanager
+async def callouts_waiting_in_the_spool(
+    http: aiohttp.ClientSession, url: str, bodies: Sequence[bytes], *, secret: str, dsn: str
+) -> AsyncIterator[list[asyncio.Task[int]]]:
+    """``bodies`` posted signed to ``url`` (a gateway without Kafka), the block entered once
+    each waits in its spool write; the spool is unlocked as the block ends. Yields the posts
+    (their statuses once done)."""
+
+    async def post(body: bytes) -> int:
+        async with http.post(url, data=body, headers=signed_headers(secret, body)) as response:
+            return response.status
+
+    async with spool_locked(dsn) as locker:
+        posts = [asyncio.create_task(post(body)) for body in bodies]
+
+        async def all_waiting() -> bool:
+            return await spool_writes_waiting(locker) >= len(bodies)
+
+        await eventually(all_waiting)
+        yield posts

@@ -37,7 +37,7 @@ from tests.services.webhook_gateway.helpers import (
     signed_headers,
     spooled,
 )
-from tools.dev_infra.processes import peak_rss_bytes
+from tools.dev_infra.processes import peak_rss_bytes, rss_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -452,10 +452,9 @@ def _fuzz_request(rng: random.Random, hostile: Hostile) -> tuple[str, str, dict[
 
 
 def _rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    assert match is not None
-    return int(match.group(1)) / 1024
+    size = rss_bytes(pid)
+    assert size is not None, "the gateway is gone"
+    return size / 2**20
 
 
 async def test_ten_thousand_fuzzed_requests_get_no_5xx_and_store_nothing(

@@ -25,9 +25,8 @@ from tests.services.webhook_gateway.helpers import (
     spooled,
 )
 from tests.services.webhook_gateway.inflight import (
+    callouts_waiting_in_the_spool,
     refuses_connections,
-    spool_locked,
-    spool_writes_waiting,
 )
 from tools.dev_infra.processes import free_port
 
@@ -137,18 +136,9 @@ async def test_sigterm_with_callouts_in_flight_answers_them_and_then_exits_clean
     bodies = [callout_body(3, sequence=n) for n in range(3)]
     try:
         async with aiohttp.ClientSession() as http:
-
-            async def post(body: bytes) -> int:
-                async with http.post(url, data=body, headers=signed_headers(SECRET, body)) as r:
-                    return r.status
-
-            async with spool_locked(deployment.dsn) as locker:
-                posts = [asyncio.create_task(post(body)) for body in bodies]
-
-                async def all_waiting() -> bool:
-                    return await spool_writes_waiting(locker) >= len(bodies)
-
-                await eventually(all_waiting)
+            async with callouts_waiting_in_the_spool(
+                http, url, bodies, secret=SECRET, dsn=deployment.dsn
+            ) as posts:
                 process.process.send_signal(signal.SIGTERM)
                 await eventually(
                     lambda: refuses_connections(url),

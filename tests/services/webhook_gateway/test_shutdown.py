@@ -15,16 +15,10 @@ from services.webhook_gateway.app import start
 from services.webhook_gateway.settings import GatewaySettings
 from shared.runtime.runner import ServiceRunner
 from tests.helpers.waiting import eventually
-from tests.services.webhook_gateway.helpers import (
-    Deployment,
-    callout_body,
-    signed_headers,
-    spooled,
-)
+from tests.services.webhook_gateway.helpers import Deployment, callout_body, spooled
 from tests.services.webhook_gateway.inflight import (
+    callouts_waiting_in_the_spool,
     refuses_connections,
-    spool_locked,
-    spool_writes_waiting,
 )
 from tools.dev_infra.processes import free_port
 
@@ -62,17 +56,9 @@ async def test_sigterm_answers_callouts_in_flight_before_the_loops_stop(
 
             await eventually(ready, within=timedelta(seconds=20))
 
-            async def post(body: bytes) -> int:
-                async with http.post(url, data=body, headers=signed_headers(SECRET, body)) as r:
-                    return r.status
-
-            async with spool_locked(deployment.dsn) as locker:
-                posts = [asyncio.create_task(post(body)) for body in bodies]
-
-                async def all_waiting() -> bool:
-                    return await spool_writes_waiting(locker) >= IN_FLIGHT
-
-                await eventually(all_waiting)
+            async with callouts_waiting_in_the_spool(
+                http, url, bodies, secret=SECRET, dsn=deployment.dsn
+            ) as posts:
                 os.kill(os.getpid(), signal.SIGTERM)
                 await eventually(runner.stop_requested.is_set)
                 await eventually(
