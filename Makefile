@@ -87,8 +87,10 @@ fmt: setup ## format and auto-fix
 bench: setup ## benchmarks against same-run baselines: bench/results/latest.{json,md}, latency.png
 	$(RUN) --group bench python -m bench $(BENCH_ARGS)
 
-soak: setup ## the fault suite with SOAK (default 10) times the changes per scenario (~15 min at 10)
-	AUTOTASK_SYNC_SOAK=$(or $(SOAK),10) $(RUN) pytest tests/e2e/test_faults.py -p no:cacheprovider
+# The two fault suites side by side, each on servers of its own (docs/testing.md).
+soak: setup ## both fault suites at length: SOAK (default 10) times the changes, 5-minute outages (~25 min)
+	AUTOTASK_SYNC_SOAK=$(or $(SOAK),10) UV=$(UV) $(RUN) pytest tests/e2e/test_faults.py \
+	  tests/e2e/test_outages.py -n 2 --dist loadfile -p no:cacheprovider
 
 infra-up: setup ## start local PostgreSQL and Kafka; prints the environment to use
 	$(RUN) python -m tools dev-infra up

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from shared.db import Pool, create_pool
+from shared.db import Pool, create_pool, database_dsn
 from shared.secrets import SecretBox
 from shared.settings import AutotaskSettings
 
@@ -30,7 +30,7 @@ class Store:
 @asynccontextmanager
 async def open_store(settings: AutotaskSettings) -> AsyncIterator[Store]:
     """Open a pool of two sessions for one command; closed when the command ends."""
-    pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=2)
+    pool = await create_pool(database_dsn(settings), min_size=1, max_size=2)
     try:
         yield Store(pool=pool, settings=settings)
     finally:

@@ -309,9 +309,26 @@ WORKER_RETRIES = Counter(
 )
 WORKER_CONSUMER_LAG = Gauge(
     "worker_consumer_lag",
-    "Messages behind the end of each assigned partition of the callouts topic.",
-    ["partition"],
+    "Messages behind the end of each partition of the callouts topic this worker owns now "
+    "(a partition revoked from it is no longer exported, so the sum over workers is the "
+    "group's lag).",
+    ["topic", "partition"],
     namespace=NAMESPACE,
+)
+CONSUMER_EVICTIONS = Counter(
+    "consumer_evictions_total",
+    "Times the consumer group removed this member (a commit refused for an unknown member or "
+    "an old generation, or the member found itself removed when its partitions were revoked): "
+    "its unfinished work is redelivered to the next owner. Should stay 0; rebalances are not "
+    "evictions.",
+    namespace=NAMESPACE,
+)
+CONSUMER_REVOKE_SECONDS = Histogram(
+    "consumer_revoke_seconds",
+    "Time a rebalance spent revoking this member's partitions: flushing their buckets, "
+    "waiting (at most REVOKE_WAIT) for their in-flight messages and committing.",
+    namespace=NAMESPACE,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30),
 )
 WORKER_IN_FLIGHT = Gauge(
     "worker_in_flight_callouts",
@@ -447,12 +464,33 @@ KAFKA_PRODUCE_ERRORS = Counter(
     ["topic"],
     namespace=NAMESPACE,
 )
+KAFKA_PRODUCER_REPLACED = Counter(
+    "kafka_producer_replaced_total",
+    "Producers closed and started afresh because the broker no longer accepted their "
+    "idempotence state (reason: the broker's error, e.g. OutOfOrderSequenceNumber); the sends "
+    "that failed were sent again (shared/kafka/producer.py).",
+    ["reason"],
+    namespace=NAMESPACE,
+)
 
 # --- Service lifecycle -----------------------------------------------------------------------
 SERVICE_INFO = Gauge(
     "service_up",
     "1 while the service is running; labelled with its name and version.",
     ["service", "version"],
+    namespace=NAMESPACE,
+)
+STALLED_SECONDS = Gauge(
+    "stalled_seconds",
+    "How long a part of the service has had work waiting with nothing done (0: idle or "
+    "moving); the probes fail on it (shared/runtime/progress.py).",
+    ["part"],
+    namespace=NAMESPACE,
+)
+PROBE_FAILING = Gauge(
+    "probe_failing",
+    "1 while a check fails the probe that last ran it (probe: readiness or liveness).",
+    ["probe", "check"],
     namespace=NAMESPACE,
 )
 SHUTDOWN_SECONDS = Histogram(

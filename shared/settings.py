@@ -14,10 +14,20 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
@@ -79,8 +89,37 @@ def parse_duration(value: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 """A duration from the environment: seconds (``15``), or with a unit (``500ms``, ``2m``, ``1h``)."""
 
+
+def readable_file(path: Path) -> Path:
+    """``path`` if this process can read it as a file; else a ValueError saying why (checked at
+    start, so a Secret or certificate that is not mounted stops the process with its name)."""
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file (is it mounted?)")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{path} is not readable by this process (uid {os.getuid()})")
+    return path
+
+
+ReadableFile = Annotated[Path, AfterValidator(readable_file)]
+"""A path to a file that exists and that this process may read."""
+
+DatabaseSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+"""libpq's ``sslmode`` values, which asyncpg understands."""
+
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
+def _upper_case(value: Any) -> Any:
+    """``sasl_ssl`` as ``SASL_SSL``; an empty value as unset."""
+    return (value.strip().upper() or None) if isinstance(value, str) else value
+
+
+_SecurityProtocolValue = Annotated[KafkaSecurityProtocol, BeforeValidator(_upper_case)]
+_SaslMechanismValue = Annotated[KafkaSaslMechanism | None, BeforeValidator(_upper_case)]
 
 
 class BaseServiceSettings(BaseSettings):
@@ -134,6 +173,17 @@ class BaseServiceSettings(BaseSettings):
         description="How long a starting service waits for PostgreSQL and Kafka to be reachable "
         "(pods start in any order) before it gives up and exits.",
     )
+    stall_unready_after: Duration = Field(
+        default=timedelta(seconds=60),
+        description="A part of the service that has work (consumer lag, spooled callouts, "
+        "unacknowledged sends) and gets none of it done for this long makes /readyz fail "
+        "(shared/runtime/progress.py).",
+    )
+    stall_unhealthy_after: Duration = Field(
+        default=timedelta(minutes=5),
+        description="...and for this long, while PostgreSQL and Kafka answer, makes /healthz "
+        "fail so Kubernetes replaces the pod. Longer than STALL_UNREADY_AFTER.",
+    )
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
@@ -148,6 +198,50 @@ class BaseServiceSettings(BaseSettings):
         "(aiokafka's max_request_size; 1 MiB like its default). Each topic's max.message.bytes "
         "(the broker's message.max.bytes by default, 1 MiB + 12) must be at least this.",
     )
+    # How every Kafka client authenticates and encrypts (managed Kafka): shared/kafka/security.py
+    # checks the combination at start and builds each client's options from it
+    # (docs/configuration.md, "Kafka security").
+    kafka_security_protocol: _SecurityProtocolValue = Field(
+        default="PLAINTEXT",
+        description="PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS).",
+    )
+    kafka_sasl_mechanism: _SaslMechanismValue = Field(
+        default=None,
+        description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER; required with SASL_*.",
+    )
+    kafka_sasl_username: str = Field(default="", description="SASL user (PLAIN and SCRAM).")
+    kafka_sasl_password: SecretStr = Field(
+        default=SecretStr(""), description="SASL password (PLAIN and SCRAM)."
+    )
+    kafka_sasl_password_file: ReadableFile | None = Field(
+        default=None, description="A file holding the SASL password (a mounted Secret)."
+    )
+    kafka_sasl_oauth_token_provider: str = Field(
+        default="",
+        description="OAUTHBEARER: 'package.module:callable' returning an aiokafka "
+        "AbstractTokenProvider (AWS MSK IAM, an identity provider's client credentials).",
+    )
+    kafka_ssl_cafile: ReadableFile | None = Field(
+        default=None,
+        description="PEM CA bundle the brokers' certificates must chain to; unset: the "
+        "system's trusted CAs.",
+    )
+    kafka_ssl_certfile: ReadableFile | None = Field(
+        default=None, description="PEM client certificate, for listeners that require one."
+    )
+    kafka_ssl_keyfile: ReadableFile | None = Field(
+        default=None, description="PEM private key of the client certificate."
+    )
+    kafka_ssl_key_password: SecretStr = Field(
+        default=SecretStr(""), description="Password of an encrypted client key."
+    )
+    kafka_ssl_key_password_file: ReadableFile | None = Field(
+        default=None, description="A file holding the client key's password (a mounted Secret)."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True,
+        description="Whether each broker's certificate must name the host the client dialled.",
+    )
     topic_prefix: str = Field(
         default="autotask", description="First segment of every topic name (autotask.<x>.v1)."
     )
@@ -158,6 +252,36 @@ class BaseServiceSettings(BaseSettings):
     )
     database_pool_min: int = Field(default=1, ge=0)
     database_pool_max: int = Field(default=10, ge=1)
+    # How to reach PostgreSQL: shared.db.database_dsn merges these into the URL (docs/
+    # configuration.md, "PostgreSQL over TLS"); every pool and session uses its result.
+    database_url_file: ReadableFile | None = Field(
+        default=None,
+        description="A file holding the database URL (a mounted Secret); wins over DATABASE_URL.",
+    )
+    database_password_file: ReadableFile | None = Field(
+        default=None,
+        description="A file holding the database password (a mounted Secret); it replaces any "
+        "password in the URL.",
+    )
+    database_sslmode: DatabaseSslMode | None = Field(
+        default=None,
+        description="TLS to PostgreSQL (disable, allow, prefer, require, verify-ca, verify-full); "
+        "wins over sslmode in the URL. Unset and not in the URL: prefer.",
+    )
+    database_sslrootcert: ReadableFile | None = Field(
+        default=None,
+        description="The CA certificate(s) the server's certificate must chain to (the "
+        "provider's bundle); wins over sslrootcert in the URL.",
+    )
+    database_sslcert: ReadableFile | None = Field(
+        default=None,
+        description="Client certificate, when the server asks for one; wins over sslcert in "
+        "the URL.",
+    )
+    database_sslkey: ReadableFile | None = Field(
+        default=None,
+        description="The client certificate's private key; wins over sslkey in the URL.",
+    )
 
     secret_keys: SecretStr = Field(
         default=SecretStr(""),
@@ -168,6 +292,18 @@ class BaseServiceSettings(BaseSettings):
         default=timedelta(seconds=60),
         description="Full reload of the connections table besides its change notifications.",
     )
+
+    @field_validator("stall_unhealthy_after")
+    @classmethod
+    def _liveness_after_readiness(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        unready = info.data.get("stall_unready_after")
+        if unready is not None and value <= unready:
+            raise ValueError(
+                "must be longer than AUTOTASK_SYNC_STALL_UNREADY_AFTER "
+                f"({unready.total_seconds():g} s): a stuck pod leaves the Service before it "
+                "is replaced"
+            )
+        return value
 
 
 class AutotaskSettings(BaseServiceSettings):

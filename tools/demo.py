@@ -45,7 +45,7 @@ from typing import Any
 import asyncpg
 
 from shared.autotask import AutotaskClient, Priority
-from shared.db import connect
+from shared.db import connect, database_dsn
 from shared.entities import REGISTRY, EntitySpec, webhook_entities
 from shared.logging import configure_logging
 from shared.mirror.store import live_rows
@@ -545,7 +545,7 @@ async def run_real(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         raise SystemExit("AUTOTASK_SYNC_DEMO_REAL=1 also needs: " + ", ".join(missing))
     settings = load_settings(AutotaskSettings)
     deployment = LocalDeployment(
-        dsn=settings.database_url.get_secret_value(),
+        dsn=database_dsn(settings),
         bootstrap=settings.kafka_bootstrap_servers,
         topic_prefix=settings.topic_prefix,
         secret_key=settings.secret_keys.get_secret_value(),

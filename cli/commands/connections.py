@@ -37,7 +37,7 @@ from cli.checks import Report, check, render_json, render_text
 from cli.store import open_store
 from shared.autotask import Connection
 from shared.connections import store as rows
-from shared.db import session
+from shared.db import database_dsn, session
 from shared.errors import ConfigError
 from shared.scope.rules import SyncScope
 from shared.secrets import KEYS_VARIABLE, SecretBox
@@ -288,7 +288,7 @@ async def _test(args: argparse.Namespace, settings: AutotaskSettings) -> int:
         scope=scope,
         time_limit=timedelta(seconds=args.timeout),
         share=settings.api_share,
-        database_url=settings.database_url.get_secret_value(),
+        database_url=database_dsn(settings),
     )
     print(render_json(report) if args.json else render_text(report))
     return 0 if report.ok else 1
@@ -442,7 +442,7 @@ async def _passes(
         connection,
         scope=scope,
         share=settings.api_share,
-        database_url=settings.database_url.get_secret_value(),
+        database_url=database_dsn(settings),
     )
     if report.ok:
         return True

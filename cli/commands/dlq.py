@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from shared.errors import ConfigError
-from shared.kafka import OutgoingMessage, make_producer, produce_many
+from shared.kafka import (
+    OutgoingMessage,
+    client_config,
+    make_producer,
+    produce_many,
+    start_client,
+)
 from shared.kafka.consumer import Record
 from shared.kafka.reader import read_to_end
 from shared.messages.callout import HEADER_CONNECTION, header_map, parse_instant
@@ -86,7 +92,7 @@ async def _run(
     topics = Topics(prefix=settings.topic_prefix)
     selected: list[tuple[DeadLetter, Record]] = []
     async for record in read_to_end(
-        settings.kafka_bootstrap_servers, topics.callouts_dlq, client_id="autotask-sync-dlq"
+        client_config(settings), topics.callouts_dlq, client_id="autotask-sync-dlq"
     ):
         letter = DeadLetter.of(record, topics.callouts)
         if args.connection and letter.connection != args.connection:
@@ -111,11 +117,14 @@ async def _replay(settings: BaseServiceSettings, selected: list[tuple[DeadLetter
         by_topic.setdefault(letter.original_topic, []).append(
             OutgoingMessage(record.key, record.value, original_headers(list(record.headers or ())))
         )
+    kafka = client_config(settings)
     producer = make_producer(
-        settings.kafka_bootstrap_servers, client_id=f"{settings.kafka_client_id}-dlq-replay"
+        kafka,
+        client_id=f"{settings.kafka_client_id}-dlq-replay",
+        max_request_size=settings.kafka_max_request_size,
     )
-    await producer.start()
     try:
+        await start_client(producer, kafka, what="start the Kafka producer")
         for topic, messages in by_topic.items():
             await produce_many(producer, topic, messages)
     finally:

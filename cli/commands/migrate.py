@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from shared.db import create_pool, session
+from shared.db import create_pool, database_dsn, session
 from shared.db.migrate import apply_migrations, discover
 from shared.logging import configure_logging
 from shared.settings import BaseServiceSettings, load_settings
@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     settings = load_settings(BaseServiceSettings)
     configure_logging(settings.log_level, settings.log_format)
-    applied = asyncio.run(_migrate(settings.database_url.get_secret_value()))
+    applied = asyncio.run(_migrate(database_dsn(settings)))
     print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
     return 0
 

@@ -42,8 +42,7 @@ from shared.connections.catalogue import ServedConnection, environment_connectio
 from shared.db import session
 from shared.entities import find_rest_name, webhook_entities
 from shared.errors import ConfigError, KafkaError, SyncError
-from shared.kafka import make_producer
-from shared.kafka.errors import kafka_errors
+from shared.kafka import client_config, make_producer, start_client
 from shared.messages.topics import Topics
 from shared.secrets import SecretBox
 from shared.settings import load_settings
@@ -265,17 +264,19 @@ async def _publisher(
     if action == "teardown":
         yield None
         return
+    kafka = client_config(settings)
     producer: AIOKafkaProducer = make_producer(
-        settings.kafka_bootstrap_servers, client_id=f"{settings.kafka_client_id}-cli"
+        kafka,
+        client_id=f"{settings.kafka_client_id}-cli",
+        max_request_size=settings.kafka_max_request_size,
     )
     try:
-        with kafka_errors("start the Kafka producer"):
-            await producer.start()
+        await start_client(producer, kafka, what="start the Kafka producer")
     except KafkaError as exc:
         await producer.stop()
         print(
-            f"warning: Kafka at {settings.kafka_bootstrap_servers} is unreachable ({exc}); "
-            "catch-up sweep requests stay owed and the provisioner service sends them"
+            f"warning: {exc}; catch-up sweep requests stay owed and the provisioner service "
+            "sends them"
         )
         yield None
         return

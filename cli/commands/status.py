@@ -26,6 +26,7 @@ from shared.connections import store as rows
 from shared.connections.catalogue import environment_connection
 from shared.db import DbSession, session
 from shared.errors import DatabaseError, KafkaError, SyncError
+from shared.kafka import client_config
 from shared.kafka.admin import consumer_lag
 from shared.kafka.reader import read_to_end
 from shared.messages.callout import HEADER_CONNECTION, header_map
@@ -70,7 +71,7 @@ async def collect(settings: AutotaskSettings, *, only: str | None, group: str) -
     for name, entry in status["connections"].items():
         entry["dead_letters"] = status["dead_letters"]["by_connection"].get(name, {})
     try:
-        lag = await consumer_lag(settings.kafka_bootstrap_servers, group, topics.callouts)
+        lag = await consumer_lag(client_config(settings), group, topics.callouts)
         status["consumer_lag"] = {"group": group, "topic": topics.callouts,
                                   "total": sum(lag.values()), "partitions": lag}  # fmt: skip
     except (KafkaError, SyncError) as exc:
@@ -179,7 +180,7 @@ async def _dead_letters(settings: AutotaskSettings, topics: Topics) -> dict[str,
     total = 0
     try:
         async for record in read_to_end(
-            settings.kafka_bootstrap_servers, topics.callouts_dlq, client_id="autotask-sync-status"
+            client_config(settings), topics.callouts_dlq, client_id="autotask-sync-status"
         ):
             headers = header_map(record.headers)
             name = headers.get(HEADER_CONNECTION, "")

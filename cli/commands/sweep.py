@@ -30,10 +30,10 @@ from typing import Any
 from tqdm import tqdm
 
 from shared.connections.catalogue import ConnectionCatalogue, ServedConnection
-from shared.db import Pool, create_pool
+from shared.db import Pool, create_pool, database_dsn
 from shared.entities import REGISTRY, EntitySpec, find_rest_name
-from shared.errors import ConfigError, KafkaError
-from shared.kafka import make_producer, require_topics
+from shared.errors import ConfigError
+from shared.kafka import client_config, make_producer, require_topics, start_client
 from shared.logging import configure_logging
 from shared.messages.topics import Topics
 from shared.reconcile.due import METADATA_ENTITY, Job, Mode
@@ -153,24 +153,22 @@ async def reconciliation(
 ) -> AsyncIterator[tuple[Reconciler, ConnectionCatalogue, Pool]]:
     """The pool, the Kafka producer and the connections a command's runs need."""
     topics = Topics(prefix=settings.topic_prefix)
+    kafka = client_config(settings)
     # Every change topic a run may publish to, and the control topic (BackfillFinished).
     await require_topics(
-        settings.kafka_bootstrap_servers,
+        kafka,
         [topics.control, *(topics.changes(e) for e in REGISTRY)],
         client_id=f"{settings.kafka_client_id}-cli-admin",
     )
-    dsn = settings.database_url.get_secret_value()
+    dsn = database_dsn(settings)
     pool = await create_pool(dsn, min_size=1, max_size=4)
     producer = make_producer(
-        settings.kafka_bootstrap_servers, client_id=f"{settings.kafka_client_id}-cli"
+        kafka,
+        client_id=f"{settings.kafka_client_id}-cli",
+        max_request_size=settings.kafka_max_request_size,
     )
     try:
-        try:
-            await producer.start()
-        except Exception as exc:
-            raise KafkaError(
-                f"could not reach Kafka at {settings.kafka_bootstrap_servers}: {exc!r}"
-            ) from exc
+        await start_client(producer, kafka, what="start the Kafka producer")
         async with ConnectionCatalogue.from_settings(settings) as catalogue:
             reconciler = Reconciler(
                 catalogue=catalogue,

@@ -23,7 +23,7 @@ from cli.checks import Report, check, explain, render_json, render_text
 from cli.store import open_store
 from shared.autotask import Connection
 from shared.connections import store as rows
-from shared.db import session
+from shared.db import database_dsn, session
 from shared.errors import ConfigError, SyncError
 from shared.scope.rules import SyncScope
 from shared.settings import AutotaskSettings, load_settings
@@ -83,7 +83,7 @@ async def check_from_args(args: argparse.Namespace) -> Report:
         scope=scope,
         time_limit=time_limit,
         share=settings.api_share,
-        database_url=settings.database_url.get_secret_value(),
+        database_url=database_dsn(settings),
     )
 
 

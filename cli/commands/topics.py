@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import json
 
-from shared.kafka import ensure_topics
+from shared.kafka import client_config, ensure_topics
 from shared.logging import configure_logging
 from shared.messages.topics import Topics
 from shared.settings import BaseServiceSettings, load_settings
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     created = asyncio.run(
         ensure_topics(
-            settings.kafka_bootstrap_servers,
+            client_config(settings),
             specs,
             replication_factor=args.replication_factor,
             client_id=f"{settings.kafka_client_id}-admin",

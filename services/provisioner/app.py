@@ -14,7 +14,7 @@ from services.provisioner.healing import Healer
 from services.provisioner.provision import CLIENT_CONFIG, Provisioner
 from services.provisioner.settings import ProvisionerSettings
 from shared.connections.catalogue import ConnectionCatalogue
-from shared.kafka import control_consumer
+from shared.kafka import client_config, control_consumer
 from shared.messages.topics import Topics
 from shared.runtime.bootstrap import open_base_resources, serve_ops
 from shared.runtime.runner import ServiceRunner
@@ -50,7 +50,7 @@ async def start(runner: ServiceRunner, settings: ProvisionerSettings) -> None:
     )
     consumer = await runner.enter(
         control_consumer(
-            settings.kafka_bootstrap_servers,
+            client_config(settings),
             topics.control,
             group_id=settings.provisioner_group_id,
             client_id=f"{settings.kafka_client_id}-{runner.name}",
@@ -66,4 +66,6 @@ async def start(runner: ServiceRunner, settings: ProvisionerSettings) -> None:
         ),
         "control-consumer",
     )
-    await serve_ops(runner, settings, checks=resources.readiness_checks())
+    await serve_ops(
+        runner, settings, checks=resources.readiness_checks(), progress=resources.progress
+    )

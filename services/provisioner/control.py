@@ -13,11 +13,12 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from shared.errors import KafkaError, MessageError
 from shared.kafka import produce
 from shared.kafka.errors import kafka_errors
+from shared.kafka.producer import AnyProducer
 from shared.logging import get_logger
 from shared.messages.control import (
     ReprovisionRequested,
@@ -40,7 +41,7 @@ class KafkaSweepPublisher:
     """Publishes :class:`SweepRequested` on the control topic, keyed by connection."""
 
     def __init__(
-        self, producer: AIOKafkaProducer, topic: str, *, timeout: timedelta = _PUBLISH_TIMEOUT
+        self, producer: AnyProducer, topic: str, *, timeout: timedelta = _PUBLISH_TIMEOUT
     ) -> None:
         self.producer = producer
         self.topic = topic

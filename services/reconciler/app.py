@@ -13,7 +13,7 @@ from __future__ import annotations
 from services.reconciler.settings import ReconcilerSettings
 from shared.connections.catalogue import ConnectionCatalogue
 from shared.entities import REGISTRY
-from shared.kafka import require_topics
+from shared.kafka import client_config, require_topics
 from shared.messages.topics import Topics
 from shared.reconcile.scheduler import start_sweeps
 from shared.runtime.bootstrap import open_base_resources, serve_ops
@@ -26,7 +26,7 @@ async def start(runner: ServiceRunner, settings: ReconcilerSettings) -> None:
     assert resources.producer is not None
     topics = Topics(prefix=settings.topic_prefix)
     await require_topics(
-        settings.kafka_bootstrap_servers,
+        client_config(settings),
         [topics.control, *(topics.changes(e) for e in REGISTRY)],
         client_id=f"{settings.kafka_client_id}-{runner.name}-admin",
     )
@@ -39,4 +39,6 @@ async def start(runner: ServiceRunner, settings: ReconcilerSettings) -> None:
         producer=resources.producer,
         topics=topics,
     )
-    await serve_ops(runner, settings, checks=resources.readiness_checks())
+    await serve_ops(
+        runner, settings, checks=resources.readiness_checks(), progress=resources.progress
+    )

@@ -4,7 +4,11 @@ Start order: PostgreSQL pool and Kafka producer, the connection catalogue, the c
 commits, subscribed with the rebalance listener), then the two loops: the consumer feeding the
 pipeline, the pipeline turning buckets into durable work. On SIGTERM the consumer stops fetching,
 the pipeline flushes its buckets and finishes its units, the consumer commits what finished, and
-everything closes in reverse order.
+everything closes in reverse order. A rebalance does the same for the partitions it revokes, within
+``REVOKE_WAIT`` (shared/kafka/consumer.py), and their lag is no longer exported.
+
+The worker's progress (``/readyz``, ``/healthz``): callouts waiting (lag and in flight on the
+partitions it owns) while no offset is committed make it a stalled part named ``callouts``.
 """
 
 from __future__ import annotations
@@ -12,24 +16,21 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from aiokafka import AIOKafkaConsumer
-
 from services.sync_worker.coalesce import WindowPolicy
 from services.sync_worker.dlq import DeadLetters
+from services.sync_worker.lag import OwnedLag
 from services.sync_worker.pipeline import CalloutPipeline, PipelineConfig
-from services.sync_worker.settings import WorkerSettings
+from services.sync_worker.settings import REVOKE_COMMIT_WAIT, WorkerSettings
 from shared.connections.catalogue import ConnectionCatalogue
 from shared.entities import synced_entities
-from shared.errors import KafkaError
-from shared.kafka import make_consumer, require_topics, started
+from shared.kafka import client_config, make_consumer, require_topics, started
 from shared.kafka.consumer import ConsumerConfig, StreamConsumer
-from shared.kafka.errors import kafka_errors
 from shared.logging import get_logger
 from shared.messages.topics import Topics
-from shared.metrics import WORKER_CONSUMER_LAG, WORKER_IN_FLIGHT
+from shared.metrics import WORKER_IN_FLIGHT
 from shared.mirror.writer import Mirror
 from shared.reconcile.scheduler import start_sweeps
-from shared.runtime.bootstrap import open_base_resources, serve_ops
+from shared.runtime.bootstrap import open_base_resources, serve_ops, watch_progress
 from shared.runtime.ops import ReadinessCheck
 from shared.runtime.runner import ServiceRunner, aiter_until
 
@@ -37,6 +38,19 @@ log = get_logger(__name__)
 
 LAG_INTERVAL = timedelta(seconds=5)
 REGISTRY_SYNCED = tuple(synced_entities())
+
+
+def consumer_config(settings: WorkerSettings) -> ConsumerConfig:
+    """The consumer loop's tuning from the settings."""
+    return ConsumerConfig(
+        max_in_flight=settings.max_in_flight,
+        revoke_wait=settings.revoke_wait,
+        revoke_commit_wait=REVOKE_COMMIT_WAIT,
+    )
+
+
+def _ms(duration: timedelta) -> int:
+    return int(duration.total_seconds() * 1000)
 
 
 def pipeline_config(settings: WorkerSettings) -> PipelineConfig:
@@ -65,21 +79,41 @@ async def start(runner: ServiceRunner, settings: WorkerSettings) -> None:
     assert resources.producer is not None
     topics = Topics(prefix=settings.topic_prefix)
     # Fail at once, saying what to do, rather than wait for topics nobody is going to create.
+    kafka = client_config(settings)
     await require_topics(
-        settings.kafka_bootstrap_servers,
+        kafka,
         [topics.callouts, topics.callouts_dlq, *(topics.changes(e) for e in REGISTRY_SYNCED)],
         client_id=f"{settings.kafka_client_id}-{runner.name}-admin",
     )
     catalogue = await runner.enter(ConnectionCatalogue.from_settings(settings))
     consumer = make_consumer(
-        settings.kafka_bootstrap_servers,
+        kafka,
         group_id=settings.consumer_group,
         client_id=f"{settings.kafka_client_id}-{runner.name}",
         max_poll_records=500,
+        session_timeout_ms=_ms(settings.consumer_session_timeout),
+        heartbeat_interval_ms=_ms(settings.consumer_heartbeat_interval),
+        rebalance_timeout_ms=_ms(settings.consumer_rebalance_timeout),
     )
-    stream = StreamConsumer(consumer, ConsumerConfig(max_in_flight=settings.max_in_flight))
+    lag = OwnedLag()
+    stream = StreamConsumer(
+        consumer,
+        consumer_config(settings),
+        on_commit=lambda _offsets: progress.advanced(),
+        on_revoke=lag.forget,
+    )
+    # Work waiting for this worker: behind the end of its partitions, or handed out and not
+    # durable yet. It moves when offsets are committed.
+    progress = watch_progress(
+        runner,
+        settings,
+        "callouts",
+        pending=lambda: lag.total + stream.in_flight,
+        what="callouts",
+        excused=lambda: pipeline.waiting_on_autotask(),
+    )
     consumer.subscribe([topics.callouts], listener=stream.rebalance_listener())
-    await runner.enter(started(consumer, what="callouts"))
+    await runner.enter(started(consumer, kafka, what="callouts"))
     pipeline = CalloutPipeline(
         catalogue=catalogue,
         pool=resources.pool,
@@ -89,10 +123,10 @@ async def start(runner: ServiceRunner, settings: WorkerSettings) -> None:
         config=pipeline_config(settings),
     )
     runner.spawn(_work(stream, pipeline, runner.stopping), name="callouts")
-    runner.spawn(_report_lag(consumer, stream, runner.stopping), name="lag")
+    runner.spawn(_report_lag(stream, lag, runner.stopping), name="lag")
     if settings.sweeps_enabled:
         await require_topics(
-            settings.kafka_bootstrap_servers,
+            kafka,
             [topics.control],
             client_id=f"{settings.kafka_client_id}-{runner.name}-admin",
         )
@@ -106,7 +140,7 @@ async def start(runner: ServiceRunner, settings: WorkerSettings) -> None:
         )
     checks = resources.readiness_checks()
     checks["connections"] = _catalogue_check(catalogue)
-    await serve_ops(runner, settings, checks=checks)
+    await serve_ops(runner, settings, checks=checks, progress=[progress, *resources.progress])
 
 
 async def _work(stream: StreamConsumer, pipeline: CalloutPipeline, stop: asyncio.Event) -> None:
@@ -129,21 +163,13 @@ async def _work(stream: StreamConsumer, pipeline: CalloutPipeline, stop: asyncio
             raise result
 
 
-async def _report_lag(
-    consumer: AIOKafkaConsumer, stream: StreamConsumer, stop: asyncio.Event
-) -> None:
+async def _report_lag(stream: StreamConsumer, lag: OwnedLag, stop: asyncio.Event) -> None:
+    """Measure and export the lag of the partitions owned now (and no others) every
+    ``LAG_INTERVAL``."""
     async for _ in aiter_until(stop, LAG_INTERVAL):
         WORKER_IN_FLIGHT.set(stream.in_flight)
-        for partition in consumer.assignment():
-            highwater = consumer.highwater(partition)
-            if highwater is None:
-                continue
-            try:
-                with kafka_errors("read the consumer's position"):
-                    position = await consumer.position(partition)
-            except KafkaError:
-                continue  # revoked meanwhile, or the broker is away: the next round measures
-            WORKER_CONSUMER_LAG.labels(str(partition.partition)).set(max(0, highwater - position))
+        measured = await stream.lag()
+        lag.update(measured, stream.owned())
 
 
 def _catalogue_check(catalogue: ConnectionCatalogue) -> ReadinessCheck:

@@ -123,10 +123,17 @@ class Coalescer:
         ]
         return min(waits) if waits else None
 
-    def flush(self) -> list[Unit]:
-        """Take every bucket now (shutdown, revoke)."""
+    def flush(self, holding: Callable[[Any], bool] | None = None) -> list[Unit]:
+        """Take every bucket now (shutdown), or only those holding a message for which
+        ``holding`` is true (a revoke: the buckets with messages of the revoked partitions;
+        the rest keep their window). Full buckets are due anyway and always taken."""
         full, self._full = self._full, []
-        return full + [self._take(key) for key in list(self._buckets)]
+        keys = [
+            key
+            for key, (_entity, bucket) in self._buckets.items()
+            if holding is None or any(holding(item.message) for item in bucket.items)
+        ]
+        return full + [self._take(key) for key in keys]
 
     @property
     def waiting(self) -> int:

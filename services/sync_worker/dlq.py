@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from aiokafka import AIOKafkaProducer
-
 from shared.kafka import OutgoingMessage, produce_many
 from shared.kafka.consumer import Record
+from shared.kafka.producer import AnyProducer
 from shared.messages.deadletter import dead_letter_headers
 from shared.messages.topics import Topics
 from shared.metrics import WORKER_DEAD_LETTERS
@@ -23,7 +22,7 @@ from shared.metrics import WORKER_DEAD_LETTERS
 class DeadLetters:
     """Produces failed callouts to the dead-letter topic (acknowledged before returning)."""
 
-    def __init__(self, producer: AIOKafkaProducer, topics: Topics) -> None:
+    def __init__(self, producer: AnyProducer, topics: Topics) -> None:
         self._producer = producer
         self._topics = topics
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -52,11 +52,18 @@ from shared.metrics import (
 from shared.mirror.store import Snapshot
 from shared.mirror.writer import Mirror
 from shared.reconcile import unresolved
+from shared.runtime.backoff import Backoff, Retry
 from shared.scope import membership
 
 log = get_logger(__name__)
 
 Finished = Callable[[list[Record]], None]
+
+
+AUTOTASK_WAIT = timedelta(seconds=10)
+"""A fetch running (or failed and waiting) this long is waiting on Autotask, not on the worker:
+a healthy one takes a second or two, the client's own retries up to minutes while the API is
+down or throttling."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +80,19 @@ class PipelineConfig:
     """A failure retrying cannot fix is dead-lettered after ``dead_letter_after`` attempts and
     at least this long: a connection added a moment ago may not be in this replica's view yet."""
     retry_delay_max: timedelta = timedelta(seconds=30)
+    """The longest wait between two attempts of a unit (or a dead-lettering) that failed."""
     concurrent_units: int = 8
+
+    @property
+    def retry_backoff(self) -> Backoff:
+        """Capped exponential with full jitter, from 0.5 s to ``retry_delay_max``: replicas
+        that failed together during an outage do not retry together."""
+        cap = max(self.retry_delay_max, _SHORTEST_RETRY)
+        return Backoff(first=min(_FIRST_RETRY, cap), cap=cap)
+
+
+_FIRST_RETRY = timedelta(milliseconds=500)
+_SHORTEST_RETRY = timedelta(milliseconds=1)
 
 
 @dataclass
@@ -84,7 +103,8 @@ class _Poison:
 
 
 class CalloutPipeline:
-    """The consumer's sink (``accept``) and the loop that turns buckets into durable work."""
+    """The consumer's sink (``accept``, and ``flush`` when partitions are revoked) and the loop
+    that turns buckets into durable work."""
 
     def __init__(
         self,
@@ -109,6 +129,24 @@ class CalloutPipeline:
         self._slots = asyncio.Semaphore(self.config.concurrent_units)
         self._stopping = False
         self._crashed: BaseException | None = None
+        self._revoked: set[tuple[str, int]] = set()
+        """Partitions being revoked whose buckets are to be flushed (:meth:`flush`)."""
+        self._on_autotask: dict[int, tuple[str, float]] = {}
+        """Units whose fetch is under way or failed on Autotask: unit id -> (connection, when
+        the fetch started); cleared when a fetch returns."""
+
+    def waiting_on_autotask(self) -> str | None:
+        """Which connections' units have waited on Autotask for :data:`AUTOTASK_WAIT` or more
+        (a fetch still retrying inside the client, or failed and waiting to be tried again: the
+        API down, throttling, a credentials lockout), or None. The worker's stall is then
+        Autotask's, which restarting the worker would not cure
+        (:class:`shared.runtime.progress.Progress` ``excused``)."""
+        since = time.monotonic() - AUTOTASK_WAIT.total_seconds()
+        connections = sorted({c for c, started in self._on_autotask.values() if started <= since})
+        if not connections:
+            return None
+        shown = ", ".join(connections[:5]) + (", ..." if len(connections) > 5 else "")
+        return f"fetches waiting on Autotask for connection(s) {shown}"
 
     # --- the sink ---------------------------------------------------------------------------
     def accept(self, message: Record) -> None:
@@ -142,19 +180,30 @@ class CalloutPipeline:
         )
         self._wake.set()
 
+    def flush(self, partitions: Collection[tuple[str, int]]) -> None:
+        """``partitions`` (topic, partition) are being revoked: their buckets become units now,
+        not when their window ends, so the revoke waits for fetches, not for windows."""
+        self._revoked.update((topic, partition) for topic, partition in partitions)
+        self._wake.set()
+
     # --- the loop ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Turn due buckets into units until ``stop``; then flush every bucket, finish the
         units in progress and return."""
         while not stop.is_set():
+            # Cleared before the work, not after it: a callout or a revoke arriving while a
+            # unit waits for a slot below must cut the wait short, not wait for a window.
+            self._wake.clear()
             if self._crashed is not None:
                 # A bug, not an outage: its callouts were never finished, so their offsets
                 # are not committed. Stopping the service hands them to the next start.
                 raise self._crashed
+            if self._revoked:
+                revoked, self._revoked = self._revoked, set()
+                await self._dispatch(self._coalescer.flush(holding=functools.partial(_of, revoked)))
             await self._dispatch(self._coalescer.due(now=time.monotonic(), window_for=self._window))
             await self._handle_poison()
             wait = self._coalescer.next_due(now=time.monotonic(), window_for=self._window)
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     _first(self._wake, stop),
@@ -207,10 +256,16 @@ class CalloutPipeline:
 
     # --- one unit ---------------------------------------------------------------------------
     async def _process(self, unit: Unit) -> None:
+        try:
+            await self._process_until_done(unit)
+        finally:
+            self._on_autotask.pop(id(unit), None)
+
+    async def _process_until_done(self, unit: Unit) -> None:
         WORKER_UNIT_CALLOUTS.labels(unit.connection, unit.entity.rest_name).observe(unit.callouts)
         attempts = 0
         first_failed: datetime | None = None
-        delay = 0.5
+        retry = Retry(self.config.retry_backoff)
         while True:
             try:
                 await self._attempt(unit)
@@ -244,6 +299,7 @@ class CalloutPipeline:
                     )
                     break
                 reason = "retriable" if exc.retriable else "failing"
+                delay = retry.failed()
                 WORKER_RETRIES.labels(unit.connection, type(exc).__name__).inc()
                 log.warning(
                     "fetch unit failed; retrying",
@@ -255,8 +311,7 @@ class CalloutPipeline:
                     attempt=attempts,
                     retry_in_s=round(delay, 2),
                 )
-                await asyncio.sleep(delay)
-                delay = min(self.config.retry_delay_max.total_seconds(), delay * 2)
+                await retry.wait(delay)
                 continue
             break
         self._finished(unit.messages)
@@ -280,9 +335,11 @@ class CalloutPipeline:
             return
         client = self._catalogue.client(connection)
         started = time.perf_counter()
+        self._on_autotask[id(unit)] = (connection, time.monotonic())
         fetched = await fetching.fetch(
             client, entity, unit.fetch_ids, retry_delays=self.config.missing_retry_delays
         )
+        del self._on_autotask[id(unit)]  # kept when the fetch failed: the retry waits on it
         WORKER_FETCH_SECONDS.labels(connection, entity.rest_name).observe(
             time.perf_counter() - started
         )
@@ -355,15 +412,15 @@ class CalloutPipeline:
         self, attempt: Callable[[], Awaitable[object]], *, what: str
     ) -> None:
         """Dead-lettering must not lose the message either: retried until it works."""
-        delay = 0.5
+        retry = Retry(self.config.retry_backoff)
         while True:
             try:
                 await attempt()
                 return
             except SyncError as exc:
-                log.warning("retrying", action=what, error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(self.config.retry_delay_max.total_seconds(), delay * 2)
+                delay = retry.failed()
+                log.warning("retrying", action=what, error=str(exc), retry_in_s=round(delay, 2))
+                await retry.wait(delay)
 
 
 def _entity_of(rest_name: str | None, entity_type: str) -> EntitySpec:
@@ -376,6 +433,11 @@ def _entity_of(rest_name: str | None, entity_type: str) -> EntitySpec:
         return by_callout_type(entity_type)
     except KeyError:
         raise MessageError(f"unknown entity type {entity_type!r} in the callout") from None
+
+
+def _of(partitions: set[tuple[str, int]], message: Record) -> bool:
+    """Whether ``message`` belongs to one of ``partitions`` (topic, partition)."""
+    return (message.topic, message.partition) in partitions
 
 
 async def _first(*events: asyncio.Event) -> None:

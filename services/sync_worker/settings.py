@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from shared.reconcile.settings import SweepSettings
 from shared.settings import Duration
+
+REVOKE_COMMIT_WAIT = timedelta(seconds=2)
+"""How long a revoke waits for its commit once the in-flight wait is over."""
+REBALANCE_MARGIN = 1.5
+"""How much longer than the longest revoke the rebalance timeout must be."""
 
 
 class WorkerSettings(SweepSettings):
@@ -56,3 +61,62 @@ class WorkerSettings(SweepSettings):
         default=5000, ge=1, description="Callouts in flight before partitions are paused."
     )
     concurrent_units: int = Field(default=8, ge=1, description="Fetch units processed at once.")
+
+    # Rebalances: the order matters, each is checked against the ones before it.
+    consumer_session_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        gt=timedelta(0),
+        description="A worker that sends no heartbeat for this long is removed from the "
+        "consumer group (within the broker's group.min/max.session.timeout.ms).",
+    )
+    consumer_heartbeat_interval: Duration = Field(
+        default=timedelta(seconds=3),
+        gt=timedelta(0),
+        description="Time between heartbeats; also how long a worker may take to notice that "
+        "a rebalance began. At most a third of CONSUMER_SESSION_TIMEOUT.",
+    )
+    revoke_wait: Duration = Field(
+        default=timedelta(seconds=5),
+        ge=timedelta(0),
+        description="How long a rebalance waits for the in-flight callouts of the partitions "
+        "a worker loses (their buckets are fetched at once) before it commits what finished "
+        "and leaves the rest to the next owner.",
+    )
+    consumer_rebalance_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        gt=timedelta(0),
+        description="How long the group waits for every worker to rejoin in a rebalance; a "
+        "worker still revoking then is evicted. At least 1.5 times (CONSUMER_HEARTBEAT_INTERVAL "
+        "+ REVOKE_WAIT + the revoke's commit wait).",
+    )
+
+    @field_validator("consumer_heartbeat_interval")
+    @classmethod
+    def _heartbeat_within_session(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        session = info.data.get("consumer_session_timeout")
+        if session is not None and value * 3 > session:
+            raise ValueError(
+                "must be at most a third of AUTOTASK_SYNC_CONSUMER_SESSION_TIMEOUT "
+                f"({session.total_seconds():g} s), or one late heartbeat removes the worker "
+                "from the group"
+            )
+        return value
+
+    @field_validator("consumer_rebalance_timeout")
+    @classmethod
+    def _revoke_within_rebalance(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        heartbeat = info.data.get("consumer_heartbeat_interval")
+        revoke = info.data.get("revoke_wait")
+        if heartbeat is None or revoke is None:
+            return value  # reported on their own
+        needed = (heartbeat + revoke + REVOKE_COMMIT_WAIT) * REBALANCE_MARGIN
+        if value < needed:
+            raise ValueError(
+                f"must be at least {needed.total_seconds():g} s, {REBALANCE_MARGIN:g} x ("
+                f"AUTOTASK_SYNC_CONSUMER_HEARTBEAT_INTERVAL {heartbeat.total_seconds():g} s "
+                f"+ AUTOTASK_SYNC_REVOKE_WAIT {revoke.total_seconds():g} s "
+                f"+ {REVOKE_COMMIT_WAIT.total_seconds():g} s to commit): a worker still "
+                "revoking its partitions when it ends is evicted from the group; raise it or "
+                "lower the other two"
+            )
+        return value

@@ -7,6 +7,15 @@ spool while Kafka is away), durability, and the background loops (producer conne
 drainer, spool count, last-callout bookkeeping, deactivation notices). Then the HTTP server, an
 intake of the runner.
 
+The probes see two parts that must keep moving (:mod:`shared.runtime.progress`): the spool
+(rows waiting while this replica holds the drainer lock, and no round moving any) and the
+producer (sends that are never acknowledged). Either stalled past ``STALL_UNREADY_AFTER`` while
+Kafka answers fails ``/readyz`` with the reason; past ``STALL_UNHEALTHY_AFTER`` it fails
+``/healthz`` too. While Kafka is away neither does: the replica takes callouts into the spool,
+which is what a gateway is for then (a gateway leaving the Service during an outage would make
+the ingress refuse Autotask's callouts, and Autotask deactivates webhooks whose callouts fail);
+the outage shows in the spool's size and age and their alerts.
+
 Shutdown (SIGTERM) runs it backwards: the HTTP server stops accepting and lets in-flight
 requests finish (each is bounded by the produce and spool deadlines) while the loops still run,
 then the loops stop (the bookkeeping flushes, the notices queued so far are handled), the
@@ -17,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -35,13 +45,15 @@ from services.webhook_gateway.durability import Durability, pool_spool_writer
 from services.webhook_gateway.handlers import CalloutLimits, RegistrationLookup
 from services.webhook_gateway.producer import ProducerLink
 from services.webhook_gateway.settings import GatewaySettings
-from shared.db import Pool, session
+from shared.db import Pool, database_dsn, session
+from shared.kafka import client_config
 from shared.logging import get_logger
 from shared.messages.topics import Topics
 from shared.metrics import GATEWAY_REGISTRATIONS
 from shared.registrations import RegistrationState, RegistrationStore
 from shared.runtime.bootstrap import open_base_resources, serve_public
 from shared.runtime.ops import ReadinessCheck
+from shared.runtime.progress import Progress
 from shared.runtime.runner import ServiceRunner, aiter_until
 from shared.secrets import SecretBox
 
@@ -104,6 +116,9 @@ class Gateway:
     watcher: SpoolWatcher
     last_callouts: LastCallouts
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    """The dependencies' readiness checks."""
+    progress: list[Progress] = field(default_factory=list)
+    """The parts that must keep moving (their readiness and liveness join the probes)."""
 
 
 async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gateway:
@@ -111,7 +126,7 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
     and closes the parts in reverse order. The HTTP server is left to the caller."""
     box = SecretBox.from_setting(settings.secret_keys)
     topics = Topics(prefix=settings.topic_prefix)
-    database_url = settings.database_url.get_secret_value()
+    database_url = database_dsn(settings)
     pool = (await open_base_resources(runner, settings, kafka=False)).pool
     registrations = await runner.enter(
         RegistrationStore(
@@ -121,7 +136,7 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
         )
     )
     link = ProducerLink(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=client_config(settings),
         client_id=f"{settings.kafka_client_id}-{runner.name}",
         retry_interval=settings.kafka_retry_interval,
         warm_topics=(topics.callouts, topics.callouts_dlq, topics.control),
@@ -144,8 +159,31 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
         interval=settings.spool_drain_interval,
         wake=spooled,
         dead_letter_topic=topics.callouts_dlq,
+        drained=lambda: spool_progress.advanced(),
     )
     watcher = SpoolWatcher(pool=pool, durability=durability, interval=settings.spool_check_interval)
+    # The spool is stalled when rows wait and no round moves any; only the replica holding the
+    # drainer lock owes the drain. The producer is stalled when it sends and nothing is
+    # acknowledged. Both need Kafka to move (see _NeedsKafka): while it is away the spool takes
+    # the callouts and the replica stays ready.
+    spool_progress = _watch(
+        runner,
+        settings,
+        "spool",
+        pending=lambda: watcher.rows if drainer.holds_lock else 0,
+        what="spooled callouts",
+        kafka=link.ping,
+    )
+    sends_progress = _watch(
+        runner,
+        settings,
+        "kafka-producer",
+        pending=lambda: link.producer.unacknowledged,
+        what="sends",
+        kafka=link.ping,
+    )
+    link.producer.on_acknowledged(sends_progress.advanced)
+    progress: list[Progress] = [spool_progress, sends_progress]
     await watcher.check()  # rows left by an earlier run: spool behind them from the start
     last_callouts = LastCallouts(pool=pool, interval=settings.last_callout_flush_interval)
     deactivations = DeactivationNotices(
@@ -192,6 +230,7 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
             "registrations": _registrations_check(registrations),
             "durability": _durability_check(link, pool),
         },
+        progress=progress,
     )
 
 
@@ -206,6 +245,7 @@ async def start(runner: ServiceRunner, settings: GatewaySettings) -> None:
         settings,
         gateway.app,
         checks=gateway.checks,
+        progress=gateway.progress,
         header_deadline=settings.header_deadline,
         admit=None if settings.client_ip_header else admission.admits,
     )
@@ -243,6 +283,60 @@ def _quiet_malformed_requests() -> None:
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, _MalformedRequests) for f in server_log.filters):
         server_log.addFilter(_MalformedRequests())
+
+
+class _NeedsKafka(Progress):
+    """A part that moves only when Kafka answers. While it does not, the stall is the outage's:
+    the replica stays ready (the spool takes the callouts) and alive (a restart would not cure
+    it, and every replica restarting would only add load as Kafka returns). The gateway has no
+    Kafka readiness check the probes could ask instead: it is ready while the spool takes
+    callouts."""
+
+    def __init__(self, part: str, *, kafka: ReadinessCheck, **options: Any) -> None:
+        super().__init__(part, **options)
+        self._kafka = kafka
+
+    async def readiness(self) -> None:
+        if self._stalled_past(self.unready_after) and await self._kafka_answers():
+            await super().readiness()
+
+    async def liveness(self) -> None:
+        if self._stalled_past(self.unhealthy_after) and await self._kafka_answers():
+            await super().liveness()
+
+    def _stalled_past(self, bound: timedelta) -> bool:
+        """Kafka is asked only about a stall: a probe of a moving part costs nothing, and
+        never waits on a Kafka that is away."""
+        return self.sample() >= bound.total_seconds()
+
+    async def _kafka_answers(self) -> bool:
+        try:
+            await asyncio.wait_for(self._kafka(), _CHECK_BUDGET)
+        except Exception:  # Kafka away (or not connected yet)
+            return False
+        return True
+
+
+def _watch(
+    runner: ServiceRunner,
+    settings: GatewaySettings,
+    part: str,
+    *,
+    pending: Callable[[], int],
+    what: str,
+    kafka: ReadinessCheck,
+) -> _NeedsKafka:
+    """A part's progress with the settings' bounds, sampled until stop (as ``watch_progress``)."""
+    progress = _NeedsKafka(
+        part,
+        kafka=kafka,
+        pending=pending,
+        unready_after=settings.stall_unready_after,
+        unhealthy_after=settings.stall_unhealthy_after,
+        what=what,
+    )
+    runner.spawn(progress.watch(runner.stopping), name=f"progress-{part}")
+    return progress
 
 
 def _registrations_check(registrations: RegistrationStore) -> ReadinessCheck:

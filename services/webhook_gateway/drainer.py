@@ -18,13 +18,19 @@ and the drain goes on.
 
 :class:`SpoolWatcher` (every replica) counts the spool periodically: the depth metrics, and
 whether another replica spooled (then this one spools too, see :mod:`.durability`).
+
+A round that moves nothing while rows wait (Kafka not connected or not answering, PostgreSQL
+away) is followed by a longer pause each time, ``interval`` plus a jittered back-off of up to
+:data:`BLOCKED_PAUSE_CAP`, so a long outage costs a query every few seconds, not every interval.
+Each round that moves rows is reported (``drained``): the spool's progress, which the probes
+read (pending: the spooled rows, while this replica holds the lock and so owes the drain).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -43,10 +49,13 @@ from shared.metrics import (
     GATEWAY_SPOOL_REJECTED,
     GATEWAY_SPOOL_ROWS,
 )
+from shared.runtime.backoff import Backoff, Retry
 
 log = get_logger(__name__)
 
 DRAINER_LOCK = 0x4741_5445_5350_4F4F  # "GATESPOO": any constant, the same for every replica
+BLOCKED_PAUSE_CAP = timedelta(seconds=5)
+"""The longest back-off added to ``interval`` after rounds that could move nothing."""
 
 
 def _message(row: spool.SpooledMessage) -> OutboundMessage:
@@ -114,6 +123,7 @@ class Drainer:
         interval: timedelta,
         wake: asyncio.Event | None = None,
         dead_letter_topic: str | None = None,
+        drained: Callable[[], None] | None = None,
     ) -> None:
         self._dsn = dsn
         self._link = link
@@ -132,6 +142,12 @@ class Drainer:
         self._found_empty = False
         """The last round found the spool empty; only then does a spool write wake the drainer
         early (when it is blocked, waking on every write would only repeat the same query)."""
+        self._failed = False
+        """The last round lost PostgreSQL (or failed unexpectedly)."""
+        self._blocked = Retry(
+            Backoff(first=min(interval, BLOCKED_PAUSE_CAP), cap=max(interval, BLOCKED_PAUSE_CAP))
+        )
+        self._drained = drained or (lambda: None)
 
     @property
     def holds_lock(self) -> bool:
@@ -142,8 +158,16 @@ class Drainer:
         """Drain until ``stop``; never raises for PostgreSQL or Kafka trouble."""
         try:
             while not stop.is_set():
-                if await self._round_unless_stopped(stop) == 0:
-                    await self._pause(stop)  # empty, blocked or not ours: wait
+                if await self._round_unless_stopped(stop) > 0:
+                    self._blocked.succeeded()
+                    self._drained()
+                    continue
+                pause = self._interval  # empty, or another replica's to drain: look again soon
+                if self._failed or (self.holds_lock and not self._found_empty):
+                    pause += self._blocked.failed()  # rows wait and none moved: back off
+                else:
+                    self._blocked.succeeded()
+                await self._pause(stop, pause)
         finally:
             await self._release()
 
@@ -166,6 +190,7 @@ class Drainer:
 
     async def _guarded_round(self) -> int:
         self._found_empty = False
+        self._failed = False
         try:
             db = await self._lock()
             if db is None:
@@ -175,15 +200,16 @@ class Drainer:
             log.warning("spool drainer lost PostgreSQL; retrying", error=str(exc))
         except Exception:  # whatever a driver raises, the drainer must keep going
             log.exception("spool drain round failed unexpectedly; retrying")
+        self._failed = True
         await self._release()
         return 0
 
-    async def _pause(self, stop: asyncio.Event) -> None:
+    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         waiters = [asyncio.ensure_future(stop.wait())]
         if self._found_empty:
             waiters.append(asyncio.ensure_future(self._wake.wait()))
         try:
-            await asyncio.wait(waiters, timeout=self._interval, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -364,6 +390,8 @@ class SpoolWatcher:
         self._durability = durability
         self._interval = interval.total_seconds()
         self._failing = False
+        self.rows = 0
+        """The rows the last count found (the last known count while PostgreSQL is away)."""
 
     async def check(self) -> spool.SpoolStats | None:
         """Count now (None when PostgreSQL did not answer)."""
@@ -378,6 +406,7 @@ class SpoolWatcher:
             self._failing = True
             return None
         self._failing = False
+        self.rows = stats.rows
         self._durability.observed(rows=stats.rows, since=mark)
         GATEWAY_SPOOL_ROWS.set(stats.rows)
         age = 0.0

@@ -2,11 +2,18 @@
 
 ``make_producer`` gives the project's idempotent ``acks=all`` producer; starting it needs a
 reachable broker, and the gateway must start and answer (through the spool) while Kafka is down.
-So :class:`ProducerLink` starts it in a background task, trying again every ``retry_interval``
-until it succeeds; until then :attr:`ProducerLink.connected` is False and sends fail at once.
-Once started, the producer reconnects by itself when brokers come and go, and is kept for the
-life of the process: a new producer would not keep the old one's per-partition order for messages
-the old one still holds.
+So :class:`ProducerLink` starts it in a background task, trying again with back-off (at most
+``retry_interval`` apart) until it succeeds; until then :attr:`ProducerLink.connected` is False
+and sends fail at once. Once started, the producer reconnects by itself when brokers come and go.
+
+There is one producer at a time, for order: a new producer would not keep the old one's
+per-partition order for messages the old one still holds. It is replaced only when the broker no
+longer accepts its idempotence state (a refused or expired batch left a gap in its sequence
+numbers: every later send to that partition would fail), and only once the sends the old one
+holds have ended (:class:`shared.kafka.producer.Producer`): those that failed are spooled, or
+stay in the spool for the drainer's next round, so nothing answered 2xx is lost and nothing of
+the old producer lands after the new one's. While it is replaced, ``connected`` is False and
+callouts go to the spool.
 
 Plain and batched sends go through :mod:`shared.kafka.factory`; starting, pinging and the
 request path's send with a deadline (which must let a late send go on, to learn when Kafka
@@ -17,25 +24,32 @@ answers again) are done here. Either way aiokafka's exceptions become
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from itertools import groupby
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from services.webhook_gateway.routing import OutboundMessage
 from shared.errors import KafkaError
-from shared.kafka import OutgoingMessage, make_producer, produce, produce_many
+from shared.kafka import (
+    KafkaClientConfig,
+    OutgoingMessage,
+    make_producer,
+    produce,
+    produce_many,
+)
 from shared.kafka.errors import kafka_errors
+from shared.kafka.producer import Producer, ProducerFactory
 from shared.logging import get_logger
 from shared.metrics import KAFKA_PRODUCE_ERRORS, KAFKA_PRODUCED
+from shared.runtime.backoff import Backoff, Retry
 from shared.settings import DEFAULT_KAFKA_MAX_REQUEST_SIZE
 
 log = get_logger(__name__)
 
-ProducerFactory = Callable[[], AIOKafkaProducer]
+FIRST_RETRY = timedelta(milliseconds=250)
+"""The longest wait before the second attempt to start the producer (doubling from there up to
+``retry_interval``)."""
 
 
 class DeadlineMissed(KafkaError):
@@ -48,83 +62,80 @@ class DeadlineMissed(KafkaError):
 
 
 class ProducerLink:
-    """One producer for the process, started in the background and kept."""
+    """One producer for the process, started in the background and kept (replaced only as the
+    module docstring says).
+
+    ``bootstrap_servers``: the cluster, with its security (``client_config(settings)``), or a
+    bootstrap string for a PLAINTEXT one."""
 
     def __init__(
         self,
         *,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaClientConfig | str,
         client_id: str,
         retry_interval: timedelta,
         warm_topics: Sequence[str] = (),
         max_request_size: int = DEFAULT_KAFKA_MAX_REQUEST_SIZE,
         factory: ProducerFactory | None = None,
     ) -> None:
-        self._bootstrap = bootstrap_servers
-        self._retry_interval = retry_interval
+        self._kafka = KafkaClientConfig.of(bootstrap_servers)
+        self._retry = Retry(Backoff(first=min(FIRST_RETRY, retry_interval), cap=retry_interval))
         self._warm_topics = tuple(warm_topics)
-        self._factory = factory or (
-            lambda: make_producer(
-                bootstrap_servers, client_id=client_id, max_request_size=max_request_size
-            )
+        self.producer = Producer(
+            factory
+            or (
+                lambda: make_producer(
+                    self._kafka, client_id=client_id, max_request_size=max_request_size
+                )
+            ),
+            self._kafka,
         )
-        self._producer: AIOKafkaProducer | None = None
         self._produced: dict[str, Any] = {}
 
     @property
     def connected(self) -> bool:
-        """Whether the producer has started (it may still find no broker right now)."""
-        return self._producer is not None
+        """Whether the producer has started and is not being replaced (it may still find no
+        broker right now)."""
+        return self.producer.started
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start the producer, trying again until it starts or ``stop`` is set."""
-        attempt = 0
-        while self._producer is None and not stop.is_set():
-            attempt += 1
-            producer = self._factory()
+        while not stop.is_set():
             try:
-                with kafka_errors("start the Kafka producer"):
-                    await producer.start()
-            except (KafkaError, OSError) as exc:
-                await _quietly_stop(producer)
-                log.warning(
-                    "Kafka is not reachable yet; callouts go to the spool meanwhile",
-                    bootstrap_servers=self._bootstrap,
-                    attempt=attempt,
-                    error=repr(exc),
-                    retry_in_s=self._retry_interval.total_seconds(),
+                await self.producer.start()
+            except KafkaError as exc:
+                delay = self._retry.failed()
+                # A refused password or certificate stays refused until the settings are fixed
+                # (and the gateway restarted): said as an error, with the setting to fix.
+                (log.warning if exc.retriable else log.error)(
+                    "the Kafka producer could not connect; callouts go to the spool meanwhile",
+                    kafka=self._kafka.describe(),
+                    attempt=self._retry.failures,
+                    error=str(exc),
+                    retry_in_s=round(delay, 2),
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._retry_interval.total_seconds())
+                await self._retry.wait(delay, stop)
                 continue
-            except BaseException:
-                await _quietly_stop(producer)
-                raise
-            self._producer = producer
-            log.info("Kafka producer connected", bootstrap_servers=self._bootstrap, attempt=attempt)
-        await self._warm()
+            log.info(
+                "Kafka producer connected",
+                kafka=self._kafka.describe(),
+                attempt=self._retry.failures + 1,
+            )
+            await self._warm()
+            return
 
     async def _warm(self) -> None:
         """Fetch the topics' metadata now, so the first callout does not wait for it."""
-        producer = self._producer
-        if producer is None:
-            return
         for topic in self._warm_topics:
             try:
-                with kafka_errors(f"read the metadata of {topic}"):
-                    await asyncio.wait_for(producer.partitions_for(topic), 5)
+                await asyncio.wait_for(self.producer.partitions_for(topic), 5)
             except (KafkaError, TimeoutError) as exc:
                 log.warning("could not read a topic's metadata", topic=topic, error=repr(exc))
-
-    def _require(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            raise KafkaError("the Kafka producer is not connected")
-        return self._producer
 
     async def send(self, message: OutboundMessage) -> None:
         """Send one message and wait for the broker's acknowledgement (KafkaError if not)."""
         await produce(
-            self._require(),
+            self.producer,
             message.topic,
             key=message.key,
             value=message.value,
@@ -139,16 +150,15 @@ class ProducerLink:
         process (``pending`` is None: the producer waited for metadata or buffer space).
         KafkaError when Kafka refused it.
         """
-        producer = self._require()
         ack: asyncio.Future[Any] | None = None
         try:
             async with asyncio.timeout(deadline):
                 with kafka_errors(f"send a message to {message.topic}"):
-                    ack = await producer.send(
+                    ack = await self.producer.send(
                         message.topic,
                         value=message.value,
                         key=message.key,
-                        headers=list(message.headers),
+                        headers=message.headers,
                     )
                     # Shielded: at the deadline the wait ends, the send does not.
                     await asyncio.shield(ack)
@@ -165,19 +175,16 @@ class ProducerLink:
 
     async def send_in_order(self, messages: Sequence[OutboundMessage]) -> None:
         """Send ``messages`` (pipelined, order kept within each topic) and wait for all acks."""
-        producer = self._require()
         for topic, group in groupby(messages, key=lambda m: m.topic):
             await produce_many(
-                producer,
+                self.producer,
                 topic,
                 [OutgoingMessage(key=m.key, value=m.value, headers=m.headers) for m in group],
             )
 
     async def ping(self) -> None:
         """A metadata round trip to the cluster (for readiness); KafkaError when it fails."""
-        producer = self._require()
-        with kafka_errors("read the cluster's metadata"):
-            await producer.client.fetch_all_metadata()
+        await self.producer.ping()
 
     async def close(self, *, budget: timedelta = timedelta(seconds=5)) -> None:
         """Flush what the producer holds and close it, for at most ``budget``. Idempotent.
@@ -186,19 +193,7 @@ class ProducerLink:
         answered for is acknowledged or in the spool, and a drained row is deleted only after
         its acknowledgement.
         """
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await _quietly_stop(producer, budget=budget)
-
-
-async def _quietly_stop(
-    producer: AIOKafkaProducer, *, budget: timedelta = timedelta(seconds=5)
-) -> None:
-    try:
-        with kafka_errors("stop the Kafka producer"):
-            await asyncio.wait_for(producer.stop(), budget.total_seconds())
-    except (KafkaError, OSError, TimeoutError) as exc:
-        log.warning("the Kafka producer did not stop cleanly", error=repr(exc))
+        await self.producer.stop(budget)
 
 
 __all__ = ["DeadlineMissed", "ProducerFactory", "ProducerLink"]

@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from shared.apibudget.coordinator import SharedCoordinator
 from shared.apibudget.link import CoordinatorConfig
 from shared.autotask import ClientConfig, LockoutPolicy
+from shared.db import database_dsn
 from shared.settings import AutotaskSettings
 
 
@@ -59,7 +60,7 @@ def coordinator_config(settings: AutotaskSettings) -> CoordinatorConfig:
 def coordinator_from_settings(settings: AutotaskSettings) -> SharedCoordinator | None:
     """A coordinator for the deployment's database (None without ``DATABASE_URL``); start it
     (``async with``) before its first call, stop it after the clients close."""
-    dsn = settings.database_url.get_secret_value()
+    dsn = database_dsn(settings)
     if not dsn:
         return None
     return SharedCoordinator(dsn, coordinator_config(settings))

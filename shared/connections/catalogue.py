@@ -33,7 +33,7 @@ import aiohttp
 from shared.apibudget import SharedCoordinator, client_config_for, coordinator_from_settings
 from shared.autotask import AutotaskClient, ClientConfig, Connection
 from shared.connections import store as rows
-from shared.db import DbSession
+from shared.db import DbSession, database_dsn
 from shared.db.live import LiveTable
 from shared.errors import ConfigError, SyncError
 from shared.logging import get_logger
@@ -133,7 +133,7 @@ class ConnectionCatalogue:
         keys = settings.secret_keys.get_secret_value()
         return cls(
             environment=environment_connection(settings),
-            database_url=settings.database_url.get_secret_value(),
+            database_url=database_dsn(settings),
             box=SecretBox.from_setting(keys) if keys else None,
             default_zone_lookup_url=settings.autotask_zone_lookup_url,
             reload_interval=settings.connections_reload_interval,

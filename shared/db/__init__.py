@@ -1,12 +1,13 @@
-"""PostgreSQL plumbing, no domain state: the pool and sessions (``pool``), migrations
-(``migrate`` and ``migrations/``), live tables kept current by NOTIFY (``live``), advisory locks
-(``locks``).
+"""PostgreSQL plumbing, no domain state: the one DSN of the process, TLS included (``dsn``), the
+pool and sessions (``pool``), migrations (``migrate`` and ``migrations/``), live tables kept
+current by NOTIFY (``live``), advisory locks (``locks``).
 
 A concept's state lives with the concept (``shared/connections/store.py``,
 ``shared/mirror/store.py``, ``shared/apibudget/store.py``, ``shared/reconcile/runs.py``, ...), or
 in the one service it serves (the gateway's spool, the provisioner's store).
 """
 
+from shared.db.dsn import database_dsn
 from shared.db.migrate import MIGRATIONS_DIR, Migration, apply_migrations, discover
 from shared.db.pool import (
     DbSession,
@@ -32,6 +33,7 @@ __all__ = [
     "apply_migrations",
     "connect",
     "create_pool",
+    "database_dsn",
     "db_errors",
     "discover",
     "guarded",

@@ -10,8 +10,9 @@ a snapshot:
    reloaded in full a moment later (notifications arriving together cause one reload);
 3. a full reload every ``reload_interval`` anyway, in case a notification was lost (they are not
    delivered while the listening connection is down);
-4. when PostgreSQL goes away, the last snapshot keeps serving; the loop reconnects with back-off,
-   and reloads as soon as it is back.
+4. when PostgreSQL goes away, the last snapshot keeps serving; the loop reconnects with back-off
+   (:data:`RECONNECT_BACKOFF`: jittered, so every process's tables do not return at once), and
+   reloads as soon as it is back.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import asyncpg
 from shared.db.pool import DB_ERRORS, connect
 from shared.errors import DatabaseError
 from shared.logging import get_logger
+from shared.runtime.backoff import Backoff, Retry
 
 log = get_logger(__name__)
 
@@ -35,7 +37,9 @@ T = TypeVar("T")
 Loader = Callable[[asyncpg.Connection], Awaitable[T]]
 Listener = Callable[[T], None]
 
-_MAX_BACKOFF = timedelta(seconds=30)
+RECONNECT_BACKOFF = Backoff(first=timedelta(seconds=1), cap=timedelta(seconds=30))
+"""Waits between attempts to reload after a failure: up to 1 s after the first, doubling to at
+most 30 s."""
 
 
 class LiveTable(Generic[T]):
@@ -123,23 +127,22 @@ class LiveTable(Generic[T]):
 
     # --- the loop ---------------------------------------------------------------------------
     async def _run(self) -> None:
-        failures = 0
+        retry = Retry(RECONNECT_BACKOFF)
         while not self._stopping.is_set():
             try:
                 await self.reload()
-                failures = 0
+                retry.succeeded()
                 await self._wait_for_change()
             except DatabaseError as exc:
-                failures += 1
-                delay = min(_MAX_BACKOFF.total_seconds(), 0.5 * 2 ** min(failures, 6))
+                delay = retry.failed()
                 log.warning(
                     "live table reload failed; keeping the last snapshot",
                     table=self.name,
                     error=str(exc),
-                    retry_in_s=delay,
+                    retry_in_s=round(delay, 2),
                     have_snapshot=self.loaded,
                 )
-                await self._sleep(delay)
+                await retry.wait(delay, self._stopping)
 
     async def _wait_for_change(self) -> None:
         """Until a notification (then the debounce) or the reload interval, or the stop."""

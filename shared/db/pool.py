@@ -11,21 +11,33 @@ whose ``retriable`` says whether waiting can cure it::
 Statements run on a session the caller already holds go through :func:`guarded` (one awaitable)
 or :func:`db_errors` (a block). The word "connection" is the project's for an Autotask tenant; a
 PostgreSQL session is ``db``.
+
+Every DSN comes from :func:`shared.db.dsn.database_dsn`, TLS included. A session that cannot be
+opened because of TLS (a certificate that does not verify, a name it is not valid for, a server
+without TLS, a certificate file that cannot be read) fails with one line that names the setting
+to fix, and, when opening a pool or a dedicated session, is not retriable: waiting does not
+change a certificate, so a starting service stops at once instead of trying for minutes.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from shared.db.dsn import FILE_PARAMETERS
 from shared.errors import DatabaseError
 from shared.logging import redact_text
+from shared.settings import ENV_PREFIX
 
 T = TypeVar("T")
 
@@ -62,10 +74,7 @@ async def create_pool(
             **options,
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise DatabaseError(
-            f"could not connect to PostgreSQL at {redact_text(_safe_dsn(dsn))}: "
-            f"{redact_text(str(exc))}"
-        ) from None
+        raise connect_error(exc, dsn) from None
     assert pool is not None
     return pool
 
@@ -79,11 +88,22 @@ async def connect(
         connection = await asyncpg.connect(dsn, timeout=connect_timeout.total_seconds())
         await init_session(connection)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise DatabaseError(
-            f"could not connect to PostgreSQL at {redact_text(_safe_dsn(dsn))}: "
-            f"{redact_text(str(exc)) or type(exc).__name__}"
-        ) from None
+        raise connect_error(exc, dsn) from None
     return connection
+
+
+def connect_error(exc: BaseException, dsn: str) -> DatabaseError:
+    """DatabaseError("could not connect to PostgreSQL at <host>: ...") for a session that could
+    not be opened; never the password. A TLS or client configuration problem says which
+    setting to fix and is not retriable."""
+    where = redact_text(_safe_dsn(dsn))
+    problem = _tls_problem(exc, dsn)
+    if problem is not None:
+        return DatabaseError(
+            f"could not connect to PostgreSQL at {where}: {problem}", retriable=False
+        )
+    detail = _one_line(redact_text(str(exc))) or type(exc).__name__
+    return DatabaseError(f"could not connect to PostgreSQL at {where}: {detail}")
 
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
@@ -108,8 +128,11 @@ _TRANSIENT = (
 
 def database_error(exc: BaseException, what: str) -> DatabaseError:
     """DatabaseError("could not {what}: ...") for an asyncpg failure, retriable only when the
-    server or the connection was the problem (a rejected row stays rejected)."""
-    detail = redact_text(str(exc)) or type(exc).__name__
+    server or the connection was the problem (a rejected row stays rejected).
+
+    A TLS problem of a new pooled session is explained (:func:`connect_error`) but stays
+    retriable here: the statement is not at fault, and must not be given up on for it."""
+    detail = _tls_problem(exc, None) or redact_text(str(exc)) or type(exc).__name__
     sqlstate = getattr(exc, "sqlstate", None)
     return DatabaseError(
         f"could not {what}: {detail}",
@@ -161,8 +184,89 @@ async def transaction(
 
 
 def _safe_dsn(dsn: str) -> str:
-    """The DSN without user info, for messages."""
+    """The DSN without user info and query (which may hold ``password`` or ``sslpassword``),
+    for messages."""
     scheme, sep, rest = dsn.partition("://")
     if not sep:
         return "<dsn>"
-    return f"{scheme}://{rest.rpartition('@')[2]}"
+    return f"{scheme}://{rest.partition('?')[0].rpartition('@')[2]}"
+
+
+_ROOT_CERT_FIX = f"check {ENV_PREFIX}DATABASE_SSLROOTCERT or sslrootcert in DATABASE_URL"
+_MODE_FIX = f"check {ENV_PREFIX}DATABASE_SSLMODE or sslmode in DATABASE_URL"
+_CLIENT_CERT_FIX = (
+    f"check {ENV_PREFIX}DATABASE_SSLCERT and {ENV_PREFIX}DATABASE_SSLKEY "
+    "or sslcert and sslkey in DATABASE_URL"
+)
+_TLS_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+"""TLS errors that mean the connection broke, not that the configuration is wrong."""
+
+
+def _tls_problem(exc: BaseException, dsn: str | None) -> str | None:
+    """What went wrong with TLS (or the client's configuration) and which setting fixes it;
+    None when ``exc`` is not such a problem.
+
+    What to fix comes first and the library's words last: a log line keeps a field's first
+    256 characters (``shared.logging.FIELD_LIMIT``)."""
+    text = _one_line(redact_text(str(exc)))
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = str(getattr(exc, "verify_message", None) or text).rstrip(".")
+        if "mismatch" in reason:  # "Hostname mismatch" / "IP address mismatch"
+            return (
+                "certificate verify failed: check the host in DATABASE_URL, the server's "
+                f"certificate does not list it (sslmode=verify-full checks the name) ({reason})"
+            )
+        return f"certificate verify failed: {_ROOT_CERT_FIX} ({reason})"
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, _TLS_CUT):
+        reason = getattr(exc, "reason", None) or text
+        return f"TLS failed: {_CLIENT_CERT_FIX} ({reason})"
+    if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in text:
+        return (
+            "the server does not offer TLS, which sslmode demands: turn ssl on at the server, "
+            f"or {_MODE_FIX}"
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.EACCES, errno.EISDIR):
+        unreadable = _unreadable_file(dsn) if dsn else None
+        if unreadable is not None:
+            key, path = unreadable
+            setting = f"{ENV_PREFIX}DATABASE_{key.upper()} or " if key != "sslcrl" else ""
+            return f"cannot read {path}: check {setting}{key} in DATABASE_URL ({exc.strerror})"
+        return None
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        if "root certificate" in text:
+            return f"no root certificate: {_ROOT_CERT_FIX} ({text})"
+        if "sslmode" in text:
+            return f"{_MODE_FIX} ({text})"
+        return f"check DATABASE_URL ({text})"
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        if "no encryption" in text:  # pg_hba.conf has only hostssl lines for us
+            return f"the server accepts only TLS: {_MODE_FIX} (verify-full) ({text})"
+        if "certificate" in text:
+            return f"{_CLIENT_CERT_FIX} ({text})"
+    return None
+
+
+def _unreadable_file(dsn: str) -> tuple[str, str] | None:
+    """The first certificate or key file the DSN names that cannot be read, as (parameter,
+    path)."""
+    try:
+        parameters = dict(parse_qsl(urlsplit(dsn).query))
+    except ValueError:
+        return None
+    for key in FILE_PARAMETERS:
+        path = parameters.get(key)
+        if path is not None and not _readable(Path(path)):
+            return key, path
+    return None
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with path.open("rb"):
+            return True
+    except OSError:
+        return False
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

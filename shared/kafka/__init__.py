@@ -1,10 +1,12 @@
 """Kafka plumbing: the one place that speaks aiokafka.
 
-factory.py      producer and consumer factories, produce helpers
+security.py     how clients reach the cluster: bootstrap servers, TLS, SASL (KafkaClientConfig)
+factory.py      producer and consumer factories, starting a client, produce helpers
 admin.py        topic creation and checks, consumer lag
 consumer.py     StreamConsumer: the consumer loop (pause/resume, commit after process)
 offsets.py      contiguous finished offsets per partition (pure)
 reader.py       read a topic to its end (tests, tools, dead-letter listing)
+errors.py       aiokafka's errors as KafkaError; why a client could not connect
 """
 
 from shared.kafka.admin import ensure_topics, missing_topics, require_topics
@@ -16,12 +18,16 @@ from shared.kafka.factory import (
     make_producer,
     produce,
     produce_many,
+    start_client,
     started,
 )
+from shared.kafka.security import KafkaClientConfig, client_config
 
 __all__ = [
     "Headers",
+    "KafkaClientConfig",
     "OutgoingMessage",
+    "client_config",
     "control_consumer",
     "ensure_topics",
     "make_consumer",
@@ -30,5 +36,6 @@ __all__ = [
     "produce",
     "produce_many",
     "require_topics",
+    "start_client",
     "started",
 ]

@@ -1,14 +1,21 @@
-"""Topic creation: the Kafka admin boundary (aiokafka errors become KafkaError here)."""
+"""Topic creation: the Kafka admin boundary (aiokafka errors become KafkaError here).
+
+Services check their topics before they start (:func:`require_topics`), which makes the admin
+client the first to connect in some of them: a client that cannot connect says why in one line
+naming the setting to fix (:func:`shared.kafka.factory.start_client`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError as AIOKafkaError
 
 from shared.errors import ConfigError, KafkaError
+from shared.kafka.factory import make_consumer, start_client
+from shared.kafka.security import KafkaClientConfig
 from shared.logging import get_logger
 from shared.messages.topics import TopicSpec
 
@@ -17,27 +24,40 @@ log = get_logger(__name__)
 _TOPIC_ALREADY_EXISTS = 36
 
 
+def _admin(kafka: KafkaClientConfig, client_id: str) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(client_id=client_id, **kafka.options())
+
+
 async def missing_topics(
-    bootstrap_servers: str, names: Iterable[str], *, client_id: str = "autotask-sync-admin"
+    kafka: KafkaClientConfig | str,
+    names: Iterable[str],
+    *,
+    client_id: str = "autotask-sync-admin",
 ) -> list[str]:
     """Which of ``names`` do not exist on the cluster (services check before they start)."""
     wanted = list(names)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
+    config = KafkaClientConfig.of(kafka)
+    admin = _admin(config, client_id)
     try:
-        await admin.start()
+        await start_client(admin, config, what="list the Kafka topics")
         existing = set(await admin.list_topics())
     except AIOKafkaError as exc:
-        raise KafkaError(f"could not list Kafka topics at {bootstrap_servers}: {exc!r}") from exc
+        raise KafkaError(
+            f"could not list Kafka topics at {config.bootstrap_servers}: {exc!r}"
+        ) from exc
     finally:
         await admin.close()
     return [name for name in wanted if name not in existing]
 
 
 async def require_topics(
-    bootstrap_servers: str, names: Iterable[str], *, client_id: str = "autotask-sync-admin"
+    kafka: KafkaClientConfig | str,
+    names: Iterable[str],
+    *,
+    client_id: str = "autotask-sync-admin",
 ) -> None:
     """ConfigError naming the missing topics and the command that creates them."""
-    missing = await missing_topics(bootstrap_servers, names, client_id=client_id)
+    missing = await missing_topics(kafka, names, client_id=client_id)
     if missing:
         raise ConfigError(
             f"Kafka topic(s) {', '.join(missing)} do not exist: create them with "
@@ -47,16 +67,19 @@ async def require_topics(
 
 
 async def consumer_lag(
-    bootstrap_servers: str, group: str, topic: str, *, client_id: str = "autotask-sync-admin"
+    kafka: KafkaClientConfig | str,
+    group: str,
+    topic: str,
+    *,
+    client_id: str = "autotask-sync-admin",
 ) -> dict[int, int]:
     """Per partition of ``topic``: messages after the group's committed offset (all of them
     when the group has committed nothing there)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, client_id=client_id, enable_auto_commit=False
-    )
+    config = KafkaClientConfig.of(kafka)
+    admin = _admin(config, client_id)
+    consumer = make_consumer(config, group_id=None, client_id=client_id)
     try:
-        await admin.start()
+        await start_client(admin, config, what=f"read the lag of group {group}")
         await consumer.start()
         committed = await admin.list_consumer_group_offsets(group)
         metadata = await consumer._client.fetch_all_metadata()  # aiokafka has no public call
@@ -75,7 +98,7 @@ async def consumer_lag(
 
 
 async def ensure_topics(
-    bootstrap_servers: str,
+    kafka: KafkaClientConfig | str,
     specs: Iterable[TopicSpec],
     *,
     replication_factor: int = 3,
@@ -88,9 +111,10 @@ async def ensure_topics(
     Existing topics are left as they are: changing partitions or config is an operator's decision.
     """
     specs = list(specs)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=client_id)
+    config = KafkaClientConfig.of(kafka)
+    admin = _admin(config, client_id)
     try:
-        await admin.start()
+        await start_client(admin, config, what="create the Kafka topics")
         brokers = len((await admin.describe_cluster())["brokers"])
         existing = set(await admin.list_topics())
         wanted = [spec for spec in specs if spec.name not in existing]
@@ -107,7 +131,9 @@ async def ensure_topics(
             [NewTopic(spec.name, spec.partitions, rf, topic_configs=spec.config) for spec in wanted]
         )
     except AIOKafkaError as exc:
-        raise KafkaError(f"could not create Kafka topics at {bootstrap_servers}: {exc!r}") from exc
+        raise KafkaError(
+            f"could not create Kafka topics at {config.bootstrap_servers}: {exc!r}"
+        ) from exc
     finally:
         await admin.close()
 

@@ -9,9 +9,16 @@ Defaults (architecture.md, "Delivery semantics"):
   a group has none;
 - producers send at most ``max_request_size`` bytes per message, record overhead included
   (``AUTOTASK_SYNC_KAFKA_MAX_REQUEST_SIZE``, 1 MiB like aiokafka's default): the gateway's body
-  cap is derived from it, and each topic's ``max.message.bytes`` must be at least as large.
-aiokafka exceptions are translated into :class:`shared.errors.KafkaError` here, retriable or not
-as :func:`shared.kafka.errors.is_retriable` says.
+  cap is derived from it, and each topic's ``max.message.bytes`` must be at least as large;
+- every client backs off reconnecting to a broker that is away (:mod:`shared.kafka.pacing`);
+  services send through :class:`shared.kafka.producer.Producer`, which replaces a producer whose
+  idempotence state the broker no longer accepts.
+
+Every client is made for a :class:`~shared.kafka.security.KafkaClientConfig` (the bootstrap
+servers with TLS and SASL; a bare bootstrap string is a PLAINTEXT cluster) and started with
+:func:`start_client`, so a client that cannot connect says why in one line naming the setting to
+fix. aiokafka exceptions are translated into :class:`shared.errors.KafkaError` here, retriable or
+not as :func:`shared.kafka.errors.is_retriable` says.
 """
 
 from __future__ import annotations
@@ -21,13 +28,15 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
 
 from shared.errors import KafkaError
-from shared.kafka.errors import DeliveryError, translate
+from shared.kafka.errors import DeliveryError, connect_error, translate
+from shared.kafka.pacing import pace
+from shared.kafka.security import KafkaClientConfig, probe
 from shared.logging import get_logger
 from shared.metrics import KAFKA_PRODUCE_ERRORS, KAFKA_PRODUCED
 from shared.settings import DEFAULT_KAFKA_MAX_REQUEST_SIZE
@@ -38,16 +47,17 @@ Headers = Sequence[tuple[str, bytes]]
 
 
 def make_producer(
-    bootstrap_servers: str,
+    kafka: KafkaClientConfig | str,
+    /,
     *,
     client_id: str,
     max_request_size: int = DEFAULT_KAFKA_MAX_REQUEST_SIZE,
     **overrides: Any,
 ) -> AIOKafkaProducer:
-    """An idempotent, ``acks=all`` producer (not started) sending messages of at most
-    ``max_request_size`` bytes (pass the ``kafka_max_request_size`` setting)."""
+    """An idempotent, ``acks=all`` producer (not started) of ``kafka`` sending messages of at
+    most ``max_request_size`` bytes (pass the ``kafka_max_request_size`` setting)."""
     options: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers,
+        **KafkaClientConfig.of(kafka).options(),
         "client_id": client_id,
         "acks": "all",
         "enable_idempotence": True,
@@ -60,19 +70,23 @@ def make_producer(
         "compression_type": None,
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)
+    producer = AIOKafkaProducer(**options)
+    pace(producer.client)  # reconnects back off (aiokafka has no option for it)
+    return producer
 
 
 def make_consumer(
-    bootstrap_servers: str,
+    kafka: KafkaClientConfig | str,
+    /,
     *topics: str,
-    group_id: str,
+    group_id: str | None,
     client_id: str,
     **overrides: Any,
 ) -> AIOKafkaConsumer:
-    """A consumer with manual commits, reading committed data from the earliest offset."""
+    """A consumer of ``kafka`` with manual commits, reading committed data from the earliest
+    offset (``group_id`` None: no group, for reading by assignment)."""
     options: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers,
+        **KafkaClientConfig.of(kafka).options(),
         "group_id": group_id,
         "client_id": client_id,
         "enable_auto_commit": False,
@@ -81,19 +95,47 @@ def make_consumer(
         "max_poll_records": 500,
     }
     options.update(overrides)
-    return AIOKafkaConsumer(*topics, **options)
+    consumer = AIOKafkaConsumer(*topics, **options)
+    pace(consumer._client)  # reconnects back off (aiokafka has no option for it)
+    return consumer
+
+
+class Startable(Protocol):
+    """A producer, consumer or admin client: ``start()`` connects to the cluster."""
+
+    async def start(self) -> None: ...
+
+
+async def start_client(client: Startable, kafka: KafkaClientConfig | str, *, what: str) -> None:
+    """``await client.start()`` for a client made for ``kafka``. When it cannot connect, the
+    cluster is probed for the reason (:func:`~shared.kafka.security.probe`) and a
+    :class:`KafkaError` says it in one line ("could not {what}: ..."), naming the setting to fix
+    and retriable only when waiting can help (:func:`~shared.kafka.errors.connect_error`). The
+    caller still stops the client."""
+    try:
+        await client.start()
+    except (AIOKafkaError, OSError) as exc:
+        config = KafkaClientConfig.of(kafka)
+        refusals = await probe(config)
+        raise connect_error(config, refusals, what, cause=exc) from exc
 
 
 @asynccontextmanager
 async def started(
-    consumer: AIOKafkaConsumer, *, what: str, commit_on_stop: bool = False
+    consumer: AIOKafkaConsumer,
+    kafka: KafkaClientConfig | str,
+    *,
+    what: str,
+    commit_on_stop: bool = False,
 ) -> AsyncIterator[AIOKafkaConsumer]:
-    """``consumer`` started (a failure is a KafkaError naming ``what`` it consumes), stopped at
-    exit; with ``commit_on_stop`` its position is committed first."""
+    """``consumer`` (made for ``kafka``) started, stopped at exit; a failure to start is a
+    KafkaError naming ``what`` it consumes and why (:func:`start_client`). With
+    ``commit_on_stop`` its position is committed before it stops."""
     try:
-        await consumer.start()
-    except (AIOKafkaError, OSError) as exc:
-        raise KafkaError(f"could not start the {what} consumer: {exc!r}") from exc
+        await start_client(consumer, kafka, what=f"start the {what} consumer")
+    except KafkaError:
+        await consumer.stop()
+        raise
     try:
         yield consumer
     finally:
@@ -106,7 +148,7 @@ async def started(
 
 
 def control_consumer(
-    bootstrap_servers: str,
+    kafka: KafkaClientConfig | str,
     topic: str,
     *,
     group_id: str,
@@ -114,8 +156,30 @@ def control_consumer(
     commit_on_stop: bool = False,
 ) -> contextlib.AbstractAsyncContextManager[AIOKafkaConsumer]:
     """A started consumer of the control topic (manual commits); see :func:`started`."""
-    consumer = make_consumer(bootstrap_servers, topic, group_id=group_id, client_id=client_id)
-    return started(consumer, what="control-topic", commit_on_stop=commit_on_stop)
+    consumer = make_consumer(kafka, topic, group_id=group_id, client_id=client_id)
+    return started(consumer, kafka, what="control-topic", commit_on_stop=commit_on_stop)
+
+
+class Sender(Protocol):
+    """What :func:`produce` and :func:`produce_many` send with besides a bare
+    ``AIOKafkaProducer`` (which a command-line run starts for itself): a service's
+    :class:`shared.kafka.producer.Producer`, which answers like one."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]: ...
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +192,7 @@ class OutgoingMessage:
 
 
 async def produce_many(
-    producer: AIOKafkaProducer, topic: str, messages: Sequence[OutgoingMessage]
+    producer: Sender | AIOKafkaProducer, topic: str, messages: Sequence[OutgoingMessage]
 ) -> None:
     """Send ``messages`` in order and wait until the broker acknowledged all of them.
 
@@ -149,8 +213,8 @@ async def produce_many(
             pending[index] = await producer.send(
                 topic, value=m.value, key=m.key, headers=list(m.headers)
             )
-        except AIOKafkaError as exc:
-            failures[index] = translate(exc, f"send a message to {topic}")
+        except (AIOKafkaError, KafkaError) as exc:
+            failures[index] = _translated(exc, f"send a message to {topic}")
             if failures[index].retriable:
                 for later in range(index + 1, len(messages)):
                     failures[later] = KafkaError(
@@ -159,8 +223,8 @@ async def produce_many(
                 break
     acks = await asyncio.gather(*pending.values(), return_exceptions=True)
     for index, ack in zip(pending, acks, strict=True):
-        if isinstance(ack, AIOKafkaError):
-            failures[index] = _batched(translate(ack, f"send a message to {topic}"))
+        if isinstance(ack, AIOKafkaError | KafkaError):
+            failures[index] = _batched(_translated(ack, f"send a message to {topic}"))
         elif isinstance(ack, BaseException):
             raise ack
     acknowledged = len(messages) - len(failures)
@@ -189,8 +253,14 @@ def _batched(error: KafkaError) -> KafkaError:
     )
 
 
+def _translated(exc: AIOKafkaError | KafkaError, what: str) -> KafkaError:
+    """aiokafka's error translated; a :class:`Sender` that has no producer to send with raises
+    the project's already."""
+    return exc if isinstance(exc, KafkaError) else translate(exc, what)
+
+
 async def produce(
-    producer: AIOKafkaProducer,
+    producer: Sender | AIOKafkaProducer,
     topic: str,
     *,
     key: bytes | None,
@@ -203,5 +273,8 @@ async def produce(
     except AIOKafkaError as exc:
         KAFKA_PRODUCE_ERRORS.labels(topic).inc()
         raise translate(exc, f"send a message to {topic}") from exc
+    except KafkaError:  # a Producer without a producer to send with
+        KAFKA_PRODUCE_ERRORS.labels(topic).inc()
+        raise
     KAFKA_PRODUCED.labels(topic).inc()
     return metadata.partition, metadata.offset

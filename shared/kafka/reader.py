@@ -13,20 +13,17 @@ from aiokafka.errors import KafkaError as AIOKafkaError
 
 from shared.errors import KafkaError
 from shared.kafka.consumer import Record
+from shared.kafka.factory import make_consumer, start_client
+from shared.kafka.security import KafkaClientConfig
 
 
 async def read_to_end(
-    bootstrap_servers: str, topic: str, *, client_id: str = "autotask-sync-reader"
+    kafka: KafkaClientConfig | str, topic: str, *, client_id: str = "autotask-sync-reader"
 ) -> AsyncIterator[Record]:
     """Every message of ``topic`` that exists now, partition by partition in offset order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        client_id=client_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = make_consumer(kafka, group_id=None, client_id=client_id)
     try:
-        await consumer.start()
+        await start_client(consumer, kafka, what=f"read {topic}")
         partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
         if not partitions:
             return

@@ -24,11 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
-
 from shared.db import Pool, transaction
 from shared.entities import EntitySpec
 from shared.kafka import OutgoingMessage, produce_many
+from shared.kafka.producer import AnyProducer
 from shared.messages.change import ChangeEvent, encode_change, tombstone
 from shared.messages.topics import Topics
 from shared.metrics import MIRROR_WRITES
@@ -58,7 +57,7 @@ class Applied:
 class Mirror:
     """Writes to the mirror and publishes the resulting change events."""
 
-    def __init__(self, pool: Pool, producer: AIOKafkaProducer, topics: Topics) -> None:
+    def __init__(self, pool: Pool, producer: AnyProducer, topics: Topics) -> None:
         self._pool = pool
         self._producer = producer
         self._topics = topics

@@ -25,14 +25,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaProducer
-
 from shared.connections.catalogue import ConnectionCatalogue, ServedConnection
 from shared.db import Pool, session
 from shared.db.locks import AdvisoryLock, lock_key
 from shared.entities import by_rest_name, find_rest_name
 from shared.errors import ConfigError, SyncError
 from shared.kafka import produce
+from shared.kafka.producer import AnyProducer
 from shared.logging import get_logger
 from shared.messages.control import BackfillFinished, encode_control
 from shared.messages.topics import Topics
@@ -84,7 +83,7 @@ class Reconciler:
         *,
         catalogue: ConnectionCatalogue,
         pool: Pool,
-        producer: AIOKafkaProducer,
+        producer: AnyProducer,
         topics: Topics,
         dsn: str,
         policy: SweepPolicy,

@@ -17,12 +17,11 @@ from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaProducer
-
 from shared.connections.catalogue import ConnectionCatalogue
-from shared.db import Pool, session
+from shared.db import Pool, database_dsn, session
 from shared.errors import SyncError
-from shared.kafka import control_consumer
+from shared.kafka import client_config, control_consumer
+from shared.kafka.producer import AnyProducer
 from shared.logging import get_logger
 from shared.messages.topics import Topics
 from shared.reconcile import control, runs, watermarks
@@ -186,7 +185,7 @@ async def start_sweeps(
     *,
     catalogue: ConnectionCatalogue,
     pool: Pool,
-    producer: AIOKafkaProducer,
+    producer: AnyProducer,
     topics: Topics,
 ) -> Scheduler:
     """Run the scheduler and the control-topic consumer of ``SweepRequested`` in this process
@@ -196,7 +195,7 @@ async def start_sweeps(
         pool=pool,
         producer=producer,
         topics=topics,
-        dsn=settings.database_url.get_secret_value(),
+        dsn=database_dsn(settings),
         policy=settings.policy(),
     )
     scheduler = Scheduler(
@@ -209,7 +208,7 @@ async def start_sweeps(
     )
     consumer = await runner.enter(
         control_consumer(
-            settings.kafka_bootstrap_servers,
+            client_config(settings),
             topics.control,
             group_id=settings.control_group,
             client_id=f"{settings.kafka_client_id}-{runner.name}-sweeps",

@@ -12,25 +12,25 @@ served on the public port.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
-from shared.db import Pool, create_pool, session
+from shared.db import Pool, create_pool, database_dsn, session
 from shared.errors import ConfigError, DatabaseError, KafkaError, SyncError
-from shared.kafka import make_producer
-from shared.kafka.errors import is_unreachable, kafka_errors
+from shared.kafka import client_config, make_producer
+from shared.kafka.producer import Producer
 from shared.logging import configure_logging, get_logger, register_secret
+from shared.runtime.backoff import Backoff, Retry
 from shared.runtime.ops import HEADER_DEADLINE, Admit, ReadinessCheck, add_ops_routes, serve
+from shared.runtime.progress import Progress
 from shared.runtime.runner import ServiceRunner
 from shared.settings import OPS_PORTS, BaseServiceSettings, load_settings
 
@@ -42,12 +42,15 @@ log = get_logger(__name__)
 
 POOL_CLOSE_BUDGET = timedelta(seconds=5)
 """How long the pool may take to close gracefully before its connections are terminated."""
+STARTUP_BACKOFF = Backoff(first=timedelta(milliseconds=500), cap=timedelta(seconds=5))
+"""Waits between attempts to reach PostgreSQL or Kafka at start."""
 
 
 def main(name: str, settings_cls: type[SettingsT], start: Start[SettingsT]) -> int:
     """Run a service to completion; returns the process exit code."""
     try:
         settings = load_settings(settings_cls)
+        client_config(settings)  # Kafka's security settings are checked now, not at first use
     except ConfigError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
@@ -81,15 +84,54 @@ def ops_address(settings: BaseServiceSettings, service: str) -> tuple[str, int]:
     return host, OPS_PORTS[service]
 
 
+def watch_progress(
+    runner: ServiceRunner,
+    settings: BaseServiceSettings,
+    part: str,
+    *,
+    pending: Callable[[], int],
+    what: str,
+    excused: Callable[[], str | None] | None = None,
+) -> Progress:
+    """A :class:`Progress` for one part of the service, with the settings' bounds, sampled in
+    the background until stop. Give it to :func:`serve_ops` through :func:`progress_checks`."""
+    progress = Progress(
+        part,
+        pending=pending,
+        unready_after=settings.stall_unready_after,
+        unhealthy_after=settings.stall_unhealthy_after,
+        what=what,
+        excused=excused,
+    )
+    runner.spawn(progress.watch(runner.stopping), name=f"progress-{part}")
+    return progress
+
+
+def progress_checks(
+    *parts: Progress,
+) -> tuple[dict[str, ReadinessCheck], dict[str, ReadinessCheck]]:
+    """The readiness and liveness checks of ``parts``, by part name."""
+    return (
+        {p.part: p.readiness for p in parts},
+        {p.part: p.liveness for p in parts},
+    )
+
+
 async def serve_ops(
-    runner: ServiceRunner, settings: BaseServiceSettings, *, checks: Mapping[str, ReadinessCheck]
+    runner: ServiceRunner,
+    settings: BaseServiceSettings,
+    *,
+    checks: Mapping[str, ReadinessCheck],
+    progress: Sequence[Progress] = (),
 ) -> web.AppRunner:
-    """Serve the ops routes on the ops host and port (:func:`ops_address`).
+    """Serve the ops routes on the ops host and port (:func:`ops_address`): ``/readyz`` runs
+    ``checks`` and each ``progress``'s readiness, ``/healthz`` their liveness.
 
     The server is a resource, not an intake: it answers ``/healthz``, ``/readyz`` and
     ``/metrics`` through the whole drain and closes with the resources entered before it."""
+    ready, live = progress_checks(*progress)
     app = web.Application()
-    add_ops_routes(app, checks)
+    add_ops_routes(app, {**checks, **ready}, liveness=live)
     host, port = ops_address(settings, runner.name)
     server = await runner.enter(serve(app, host, port))
     log.info("ops server listening", addresses=[str(a) for a in server.addresses])
@@ -102,6 +144,7 @@ async def serve_public(
     app: web.Application,
     *,
     checks: Mapping[str, ReadinessCheck],
+    progress: Sequence[Progress] = (),
     header_deadline: timedelta = HEADER_DEADLINE,
     admit: Admit | None = None,
 ) -> web.AppRunner:
@@ -120,7 +163,7 @@ async def serve_public(
             "AUTOTASK_SYNC_OPS_PORT and AUTOTASK_SYNC_HTTP_PORT are both "
             f"{ops_port}: the ops endpoints must not share the public port"
         )
-    await serve_ops(runner, settings, checks=checks)
+    await serve_ops(runner, settings, checks=checks, progress=progress)
     server = await runner.intake(
         serve(
             app,
@@ -144,22 +187,25 @@ def postgres_check(pool: Pool) -> ReadinessCheck:
     return check
 
 
-def kafka_check(producer: AIOKafkaProducer) -> ReadinessCheck:
+def kafka_check(producer: Producer) -> ReadinessCheck:
     """The cluster answers a metadata request."""
 
     async def check() -> None:
-        with kafka_errors("fetch the cluster's metadata"):
-            await producer.client.fetch_all_metadata()
+        await producer.ping()
 
     return check
 
 
 @dataclass(frozen=True)
 class BaseResources:
-    """What most services open first: a PostgreSQL pool and, when asked, a Kafka producer."""
+    """What most services open first: a PostgreSQL pool and, when asked, a Kafka producer
+    (replaced by itself when the broker no longer accepts its state: :mod:`shared.kafka.
+    producer`) with its :class:`Progress` (``kafka-producer``: sends that are never
+    acknowledged stall it). Pass ``progress`` to :func:`serve_ops`."""
 
     pool: Pool
-    producer: AIOKafkaProducer | None
+    producer: Producer | None
+    progress: tuple[Progress, ...] = ()
 
     def readiness_checks(self) -> dict[str, ReadinessCheck]:
         """A check per dependency opened here, for ``/readyz``."""
@@ -177,17 +223,27 @@ async def open_base_resources(
     Each is waited for up to ``startup_wait`` (services start in any order), or until a stop
     is requested."""
     pool = await runner.enter(_pool(settings, runner.stop_requested))
-    producer = None
-    if kafka:
-        producer = await runner.enter(_producer(settings, runner.name, runner.stop_requested))
-    return BaseResources(pool, producer)
+    if not kafka:
+        return BaseResources(pool, None)
+    producer = await runner.enter(_producer(settings, runner.name, runner.stop_requested))
+    progress = watch_progress(
+        runner,
+        settings,
+        "kafka-producer",
+        pending=lambda: producer.unacknowledged,
+        what="sends",
+    )
+    producer.on_acknowledged(progress.advanced)
+    return BaseResources(pool, producer, (progress,))
 
 
 @asynccontextmanager
 async def _pool(settings: BaseServiceSettings, stop: asyncio.Event) -> AsyncIterator[Pool]:
+    dsn = database_dsn(settings)  # a configuration mistake stops the start here, named
+
     async def open_pool() -> Pool:
         return await create_pool(
-            settings.database_url.get_secret_value(),
+            dsn,
             min_size=settings.database_pool_min,
             max_size=settings.database_pool_max,
         )
@@ -211,26 +267,23 @@ async def _close_pool(pool: Pool) -> None:
 @asynccontextmanager
 async def _producer(
     settings: BaseServiceSettings, name: str, stop: asyncio.Event
-) -> AsyncIterator[AIOKafkaProducer]:
-    async def open_producer() -> AIOKafkaProducer:
-        producer = make_producer(
-            settings.kafka_bootstrap_servers,
+) -> AsyncIterator[Producer]:
+    kafka = client_config(settings)
+    producer = Producer(
+        lambda: make_producer(
+            kafka,
             client_id=f"{settings.kafka_client_id}-{name}",
             max_request_size=settings.kafka_max_request_size,
-        )
-        try:
-            await producer.start()
-        except BaseException as exc:
-            await producer.stop()
-            if is_unreachable(exc):
-                raise KafkaError(
-                    f"could not reach Kafka at {settings.kafka_bootstrap_servers} ({exc}); check "
-                    "KAFKA_BOOTSTRAP_SERVERS and that the brokers are up"
-                ) from None
-            raise
+        ),
+        kafka,
+    )
+
+    async def open_producer() -> Producer:
+        # A refused password or certificate is not retried: the error names the setting.
+        await producer.start()
         return producer
 
-    producer = await _patiently(open_producer, "Kafka", settings.startup_wait, stop)
+    await _patiently(open_producer, "Kafka", settings.startup_wait, stop)
     try:
         yield producer
     finally:
@@ -240,22 +293,22 @@ async def _producer(
 async def _patiently(
     open_: Callable[[], Awaitable[T]], what: str, within: timedelta, stop: asyncio.Event
 ) -> T:
-    """Open a dependency that may still be starting, trying again with backoff for ``within``
-    (or until ``stop`` is set); then the last error stands."""
+    """Open a dependency that may still be starting, trying again with back-off
+    (:data:`STARTUP_BACKOFF`) for ``within`` (or until ``stop`` is set); then the last error
+    stands."""
     deadline = time.monotonic() + within.total_seconds()
-    delay = 0.5
+    retry = Retry(STARTUP_BACKOFF)
     while True:
         try:
             return await open_()
         except (DatabaseError, KafkaError) as exc:
-            if stop.is_set() or time.monotonic() + delay > deadline:
+            delay = retry.failed()
+            if not exc.retriable or stop.is_set() or time.monotonic() + delay > deadline:
                 raise
             log.warning(
                 "dependency not reachable yet; retrying",
                 dependency=what,
                 error=str(exc),
-                retry_in_s=delay,
+                retry_in_s=round(delay, 2),
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            delay = min(delay * 2, 5.0)
+            await retry.wait(delay, stop)

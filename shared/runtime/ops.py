@@ -1,10 +1,15 @@
 """The operations endpoints every service serves: liveness, readiness and metrics.
 
-- ``GET /healthz``: the process is alive and its loop answers (no dependency checks: a database
-  outage must not make Kubernetes restart every pod);
-- ``GET /readyz``: every readiness check passes (PostgreSQL, Kafka...); 503 with the failing
-  checks otherwise, so the pod leaves the Service's endpoints until it recovers. The checks run
-  concurrently, each within :data:`CHECK_TIMEOUT`;
+- ``GET /healthz``: the process is alive: its loop answers and no part of it is stuck. A part
+  stalled past its liveness bound (:mod:`shared.runtime.progress`) fails it, but only while the
+  readiness checks of the dependencies pass: a database or Kafka outage must not make Kubernetes
+  restart every pod, a process stuck while everything around it answers must be replaced;
+- ``GET /readyz``: every readiness check passes (PostgreSQL, Kafka, and each part that has work
+  making progress); 503 otherwise, so the pod leaves the Service's endpoints until it recovers.
+  The checks run concurrently, each within :data:`CHECK_TIMEOUT`;
+
+Both answer JSON with each failing check's reason (``{"status": ..., "failing": {name: reason}}``)
+and set ``autotask_sync_probe_failing{probe,check}``;
 - ``GET /metrics``: Prometheus text format.
 
 They are served on a port of their own (:func:`shared.runtime.bootstrap.serve_ops`), never on
@@ -22,7 +27,7 @@ from datetime import timedelta
 
 from aiohttp import hdrs, web, web_response
 
-from shared.metrics import metrics_handler
+from shared.metrics import PROBE_FAILING, metrics_handler
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 CHECK_TIMEOUT = timedelta(seconds=2)
@@ -35,18 +40,30 @@ from the previous answer on a kept-alive connection); then the connection is clo
 longest a kept-alive connection stays open idle."""
 
 
-def add_ops_routes(app: web.Application, checks: Mapping[str, ReadinessCheck]) -> None:
-    """Add ``/healthz``, ``/readyz`` and ``/metrics`` to ``app``."""
+def add_ops_routes(
+    app: web.Application,
+    checks: Mapping[str, ReadinessCheck],
+    *,
+    liveness: Mapping[str, ReadinessCheck] | None = None,
+) -> None:
+    """Add ``/healthz``, ``/readyz`` and ``/metrics`` to ``app``.
+
+    ``checks``: the readiness checks (dependencies and progress); ``liveness``: checks that fail
+    when a part of the process is stuck (:meth:`shared.runtime.progress.Progress.liveness`).
+    A liveness failure counts only while every readiness check that is not itself a progress
+    check (``checks`` minus the names in ``liveness``) passes."""
+    live_checks = dict(liveness or {})
+    dependencies = {name: check for name, check in checks.items() if name not in live_checks}
 
     async def healthz(_request: web.Request) -> web.Response:
+        stuck = await _failures("liveness", live_checks)
+        if stuck and not await _failures("dependencies", dependencies, export=False):
+            return web.json_response({"status": "stuck", "failing": stuck}, status=503)
+        _export("liveness", live_checks, {})
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:
-        # Together: a slow dependency must not eat the time another one's check has.
-        outcomes = await asyncio.gather(*(_outcome(check) for check in checks.values()))
-        failures = {
-            name: failure for name, failure in zip(checks, outcomes, strict=True) if failure
-        }
+        failures = await _failures("readiness", checks)
         if failures:
             return web.json_response({"status": "unready", "failing": failures}, status=503)
         return web.json_response({"status": "ready", "checks": sorted(checks)})
@@ -56,12 +73,37 @@ def add_ops_routes(app: web.Application, checks: Mapping[str, ReadinessCheck]) -
     app.router.add_get("/metrics", metrics_handler())
 
 
+async def _failures(
+    probe: str, checks: Mapping[str, ReadinessCheck], *, export: bool = True
+) -> dict[str, str]:
+    """Run ``checks`` together (a slow one must not eat another's time); the failing ones with
+    their reasons, exported as ``probe_failing{probe}`` when ``export``."""
+    outcomes = await asyncio.gather(*(_outcome(check) for check in checks.values()))
+    failures = {name: failure for name, failure in zip(checks, outcomes, strict=True) if failure}
+    if export:
+        _export(probe, checks, failures)
+    return failures
+
+
+def _export(probe: str, checks: Mapping[str, ReadinessCheck], failures: Mapping[str, str]) -> None:
+    for name in checks:
+        PROBE_FAILING.labels(probe, name).set(1 if name in failures else 0)
+
+
+REASON_LIMIT = 300
+"""A failing check's reason is cut to this many characters in the probe's answer."""
+
+
 async def _outcome(check: ReadinessCheck) -> str | None:
-    """None when ``check`` passes within :data:`CHECK_TIMEOUT`, else the name of its error."""
+    """None when ``check`` passes within :data:`CHECK_TIMEOUT`, else why it failed."""
     try:
         await asyncio.wait_for(check(), CHECK_TIMEOUT.total_seconds())
+    except TimeoutError:
+        return f"no answer within {CHECK_TIMEOUT.total_seconds():g} s"
     except Exception as exc:
-        return type(exc).__name__
+        detail = str(exc)
+        reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        return reason[:REASON_LIMIT]
     return None
 
 

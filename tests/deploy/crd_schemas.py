@@ -215,10 +215,32 @@ SCALED_OBJECT = _resource(
     ),
 )
 
+TRIGGER_AUTHENTICATION = _resource(
+    "keda.sh/v1alpha1",
+    "TriggerAuthentication",
+    _closed(
+        {
+            "secretTargetRef": {
+                "type": "array",
+                "minItems": 1,
+                "items": _closed(
+                    {
+                        "parameter": {"type": "string"},
+                        "name": {"type": "string"},
+                        "key": {"type": "string"},
+                    },
+                    ("parameter", "name", "key"),
+                ),
+            },
+        }
+    ),
+)
+
 SCHEMAS: dict[tuple[str, str], Schema] = {
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): KAFKA_TOPIC,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
     ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE,
     ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): TRIGGER_AUTHENTICATION,
 }
 """By (apiVersion, kind)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.e2e.faults import SOAK, Rig, Scenario, create_rig, run
+from tests.e2e.faults import SOAK, Rig, Scenario, owned_rig, run
 from tests.helpers.waiting import eventually
 from tools.autotask_sim import Simulator
 
@@ -27,16 +27,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(round(300 * SOAK))]
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
-    import uuid
-
-    root = Path(tmp_path_factory.mktemp("faults"))
-    built = await create_rig(root, uuid.uuid4().hex[:8])
-    try:
+    async with owned_rig(Path(tmp_path_factory.mktemp("faults"))) as built:
         yield built
-    finally:
-        await built.deployment.stop()
-        await asyncio.to_thread(built.broker.close)
-        await asyncio.to_thread(built.postgres.close)
 
 
 async def kafka_restart(rig: Rig, _sim: Simulator) -> None:

@@ -17,7 +17,12 @@ from shared.entities import COMPANIES, CONFIGURATION_ITEMS, CONTACTS, TICKET_NOT
 from tests.e2e.harness import Pipeline, callout_tenant, pipeline_for
 from tests.helpers.clients import truth
 from tests.helpers.contracts import assert_valid
-from tests.helpers.pipeline import mirror_diff, read_topic, replay_changes
+from tests.helpers.pipeline import (
+    differs_only_where_no_callout_is_sent,
+    mirror_diff,
+    read_topic,
+    replay_changes,
+)
 from tests.helpers.waiting import eventually
 from tools.autotask_sim import Simulator, run_simulator
 
@@ -31,18 +36,9 @@ async def _converges(pipeline: Pipeline, name: str, sim: Simulator) -> None:
     callout for a ticket whose only change is a note's ``lastActivityDate``, nor for the notes
     a deleted ticket takes with it) is exactly what one quick sync repairs."""
 
-    async def only_what_webhooks_cannot_deliver() -> bool:
-        diff = await mirror_diff(pipeline.dsn, name, sim, ENTITIES)
-        for entity, problems in diff.items():
-            missing, phantom, stale = problems["counts"]
-            assert missing == 0, (entity, diff)
-            assert stale == 0 or entity == "Tickets", (entity, diff)
-            assert phantom == 0 or entity == "TicketNotes", (entity, diff)
-        return True
-
     try:
         await eventually(
-            only_what_webhooks_cannot_deliver,
+            lambda: differs_only_where_no_callout_is_sent(pipeline.dsn, name, sim, ENTITIES),
             within=timedelta(seconds=20),
             interval=timedelta(milliseconds=250),
             what=f"the mirror of {name!r} to differ only where no callout is sent",

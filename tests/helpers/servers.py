@@ -23,10 +23,15 @@ HEAP = "512m"
 
 @dataclass
 class Broker:
-    """One KRaft node on loopback; :meth:`stop` and :meth:`start` keep its port and data."""
+    """One KRaft node on loopback; :meth:`stop` and :meth:`start` keep its port and data.
+
+    ``secured``: it also serves the SASL_SSL and SSL listeners managed Kafka is reached by
+    (``secured_listeners``: ports, CA, users; :class:`tools.dev_infra.kafka.SecuredListeners`)."""
 
     data_dir: Path
     port: int = 0
+    secured: bool = False
+    secured_listeners: kafka.SecuredListeners | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _handles: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
     restarts: int = 0
@@ -43,8 +48,11 @@ class Broker:
         if self.running:
             return
         if self.port == 0:
-            started = kafka.start_kafka(self.data_dir, owned_by_caller=True, heap=HEAP)
+            started = kafka.start_kafka(
+                self.data_dir, owned_by_caller=True, heap=HEAP, secured=self.secured
+            )
             self.port, self._process = started.port, started.process
+            self.secured_listeners = started.secured
         else:
             self.restarts += 1
             self._process = self._relaunch()
@@ -96,9 +104,13 @@ class Broker:
 
 @dataclass
 class Postgres:
-    """One PostgreSQL cluster on loopback; :meth:`stop` and :meth:`start` keep its port and data."""
+    """One PostgreSQL cluster on loopback; :meth:`stop` and :meth:`start` keep its port and data.
+
+    ``tls``: it serves TLS too, ``tls_only``: TLS alone (:class:`postgres.ServerTls`)."""
 
     data_root: Path
+    tls: bool = False
+    tls_only: bool = False
     _server: postgres.PostgresProcess | None = field(default=None, repr=False)
     _stopped: postgres.PostgresProcess | None = field(default=None, repr=False)
     _handles: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
@@ -109,11 +121,27 @@ class Postgres:
         assert server is not None, "start the cluster first"
         return server.dsn
 
+    @property
+    def server_tls(self) -> postgres.ServerTls:
+        """The CA clients trust (``server_tls.authority.cert``) and client certificates."""
+        server = self._server or self._stopped
+        assert server is not None, "start the cluster first"
+        assert server.tls is not None, "the cluster was started without TLS"
+        return server.tls
+
+    def verified_dsn(self, sslmode: str = "verify-full") -> str:
+        """:attr:`dsn` with ``sslmode`` and the cluster's CA as ``sslrootcert``."""
+        server = self._server or self._stopped
+        assert server is not None, "start the cluster first"
+        return server.verified_dsn(sslmode)
+
     def start(self) -> None:
         if self._server is not None:
             return
         if self._stopped is None:
-            self._server = postgres.start_postgres(self.data_root, owned_by_caller=True)
+            self._server = postgres.start_postgres(
+                self.data_root, owned_by_caller=True, tls=self.tls, tls_only=self.tls_only
+            )
         else:
             self._server = postgres.restart_postgres(self._stopped, owned_by_caller=True)
             self._stopped = None

@@ -3,6 +3,14 @@
 No Docker and no Apache download mirror are needed: Maven resolves ``kafka_2.13`` and its runtime
 dependencies into a cache folder outside the repository (keyed by version), and the broker runs
 with ``java -cp``. See docs/adr/0001-local-kafka-from-maven-jars.md for the reasoning.
+
+Besides its PLAINTEXT listener the broker can serve the ways managed Kafka is reached
+(``start_kafka(..., secured=True)``, :class:`SecuredListeners`): a SASL_SSL listener accepting
+PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER (unsigned tokens, Kafka's unsecured
+validator: the token provider hook is what is exercised, not an identity provider), and an SSL
+listener that requires a client certificate (Aiven's way). Its certificates come from a private
+CA (:mod:`tools.dev_infra.certificates`) and are handed to Kafka as PEM text, so no keytool is
+needed; SCRAM credentials are written into the metadata when the storage is formatted.
 """
 
 from __future__ import annotations
@@ -13,10 +21,12 @@ import os
 import secrets
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import InfrastructureError
+from tools.dev_infra.certificates import Authority, KeyPair, authority
 from tools.dev_infra.launch import ServerProcess, launch, run_checked
 from tools.dev_infra.processes import free_port, require_tool
 
@@ -129,27 +139,111 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+"""What the SASL_SSL listener accepts."""
+
+
+@dataclass(frozen=True)
+class SecuredListeners:
+    """The broker's TLS listeners and what they accept.
+
+    ``sasl_ssl_port``: SASL over TLS with every mechanism of :data:`SASL_MECHANISMS`; ``users``
+    (name -> password) are known to PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 alike; OAUTHBEARER
+    takes any unsigned token that has a ``sub`` and has not expired. ``ssl_port``: TLS with a
+    client certificate signed by ``authority`` (:meth:`client_certificate`). Clients trust
+    ``authority.cert``; the server certificate is for 127.0.0.1 and localhost.
+    """
+
+    sasl_ssl_port: int
+    ssl_port: int
+    authority: Authority
+    users: Mapping[str, str]
+
+    @property
+    def ca_file(self) -> Path:
+        return self.authority.cert
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.sasl_ssl_port}"
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ssl_port}"
+
+    def client_certificate(self, folder: Path, name: str) -> KeyPair:
+        """A client certificate (and its key) the SSL listener accepts."""
+        return self.authority.client(folder, name)
+
+
 @dataclass(frozen=True)
 class KafkaProcess(ServerProcess):
     """A running local broker."""
 
     controller_port: int
+    secured: SecuredListeners | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
 
-def _server_properties(port: int, controller_port: int, log_dir: Path) -> str:
+def _pem_value(path: Path) -> str:
+    """A PEM file as one properties value (Java reads ``\\n`` as a line break)."""
+    return path.read_text().strip().replace("\n", "\\n")
+
+
+def _secured_properties(secured: SecuredListeners, server: KeyPair) -> dict[str, str]:
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in secured.users.items())
+    sasl = "listener.name.sasl_ssl"
+    return {
+        f"{sasl}.sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        f"{sasl}.plain.sasl.jaas.config": (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+        ),
+        f"{sasl}.scram-sha-256.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        f"{sasl}.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        # No validator configured: Kafka checks OAUTHBEARER tokens with its unsecured validator
+        # (unsigned JWTs), which is what a local broker can offer without an identity provider.
+        f"{sasl}.oauthbearer.sasl.jaas.config": (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+            'unsecuredLoginStringClaim_sub="broker";'
+        ),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.certificate.chain": _pem_value(server.cert),
+        "ssl.keystore.key": _pem_value(server.key),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.certificates": _pem_value(secured.authority.cert),
+        "listener.name.ssl.ssl.client.auth": "required",
+    }
+
+
+def _server_properties(
+    port: int,
+    controller_port: int,
+    log_dir: Path,
+    secured: SecuredListeners | None = None,
+    server: KeyPair | None = None,
+) -> str:
+    listeners = {"PLAINTEXT": port}
+    if secured is not None:
+        listeners |= {"SASL_SSL": secured.sasl_ssl_port, "SSL": secured.ssl_port}
+    advertised = ",".join(f"{name}://127.0.0.1:{p}" for name, p in listeners.items())
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": f"{advertised},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(
+            ["CONTROLLER:PLAINTEXT", *(f"{name}:{name}" for name in listeners)]
+        ),
         "log.dirs": str(log_dir),
         "num.partitions": "1",
         "default.replication.factor": "1",
@@ -169,26 +263,58 @@ def _server_properties(port: int, controller_port: int, log_dir: Path) -> str:
         "log.cleaner.dedupe.buffer.size": "33554432",
         "auto.create.topics.enable": "false",
     }
+    if secured is not None and server is not None:
+        settings |= _secured_properties(secured, server)
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
+def _free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def start_kafka(
-    data_dir: Path, *, owned_by_caller: bool, timeout: float = 90.0, heap: str = "1g"
+    data_dir: Path,
+    *,
+    owned_by_caller: bool,
+    timeout: float = 90.0,
+    heap: str = "1g",
+    secured: bool = False,
 ) -> KafkaProcess:
     """Format storage and start one KRaft node on 127.0.0.1 free ports; wait until it serves.
 
-    ``owned_by_caller``: see :func:`tools.dev_infra.launch.launch`.
+    ``owned_by_caller``: see :func:`tools.dev_infra.launch.launch`. ``secured``: also serve the
+    SASL_SSL and SSL listeners (:class:`SecuredListeners`, certificates and credentials made
+    here, under ``data_dir``).
     """
     java = require_tool("java", [], _INSTALL_JAVA)
     jar_dir = resolve_jars()
     classpath = f"{jar_dir}/*"
-    port, controller_port = free_port(), free_port()
-    while controller_port == port:
-        controller_port = free_port()
+    port, controller_port, sasl_ssl_port, ssl_port = _free_ports(4)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir = data_dir / "log"
+    listeners: SecuredListeners | None = None
+    server: KeyPair | None = None
+    scram: list[str] = []
+    if secured:
+        tls_dir = data_dir / "tls"
+        ca = authority(tls_dir, "autotask-sync local Kafka")
+        server = ca.server(tls_dir, "kafka-broker")
+        users = {"autotask-sync": secrets.token_hex(16), "operator": secrets.token_hex(16)}
+        listeners = SecuredListeners(sasl_ssl_port, ssl_port, ca, users)
+        scram = [
+            argument
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+            for name, password in users.items()
+            for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+        ]
     props = data_dir / "server.properties"
-    props.write_text(_server_properties(port, controller_port, log_dir))
+    props.write_text(_server_properties(port, controller_port, log_dir, listeners, server))
+    props.chmod(0o600)  # it holds the server key and the PLAIN passwords
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(_LOG4J2)
     common = [f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
@@ -206,6 +332,7 @@ def start_kafka(
             "-c",
             str(props),
             "--ignore-formatted",
+            *scram,
         ],
         "formatting Kafka storage",
         timeout=120,
@@ -231,7 +358,9 @@ def start_kafka(
         # The port opens slightly before the broker serves: wait for a real admin round trip.
         ready=lambda: asyncio.run(wait_for_metadata(bootstrap_servers, deadline=timeout)),
     )
-    return KafkaProcess(process, port, data_dir, data_dir / "broker.log", controller_port)
+    return KafkaProcess(
+        process, port, data_dir, data_dir / "broker.log", controller_port, listeners
+    )
 
 
 async def wait_for_metadata(bootstrap_servers: str, *, deadline: float) -> None:

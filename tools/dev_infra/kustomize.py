@@ -65,6 +65,10 @@ VARIANTS: dict[str, Variant] = {
         "overlays/prod", ("components/keda-worker", "components/reconciler-cronjobs")
     ),
     "prod-reconciler": Variant("overlays/prod", ("components/reconciler-service",)),
+    # KEDA reading the lag of a Kafka reached over SASL_SSL.
+    "prod-kafka-auth": Variant(
+        "overlays/prod", ("components/keda-worker", "components/keda-worker-kafka-auth")
+    ),
 }
 """What the tests validate and the scanner scans: every overlay and every optional component."""
 

@@ -6,6 +6,13 @@ PostgreSQL refuses to run as root, so when we are root the server runs as an unp
 
 Durability settings are relaxed (``fsync=off``): the cluster exists for tests and demos and is
 deleted afterwards; nothing in it must survive a machine crash.
+
+With ``tls=True`` the cluster also serves TLS the way managed PostgreSQL does (:class:`ServerTls`):
+``ssl=on`` with a server certificate for 127.0.0.1 and localhost from a private CA
+(:mod:`tools.dev_infra.certificates`), the key owned by the server's user with mode 0600 as
+PostgreSQL demands; ``tls_only=True`` makes pg_hba.conf refuse TCP sessions without TLS. The
+settings are written into the cluster's own configuration files, so a restart keeps them. The
+default cluster (the shared development stack's) has no TLS.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import InfrastructureError
+from tools.dev_infra.certificates import Authority, KeyPair, authority
 from tools.dev_infra.launch import ServerProcess, launch, run_checked
 from tools.dev_infra.processes import free_port, require_tool
 
@@ -41,13 +49,42 @@ def _binary_dirs() -> list[Path]:
     return [v / "bin" for v in versions]
 
 
+CERTIFICATE_USER = "certified"
+"""On a TLS cluster, the role that must log in with a client certificate (pg_hba.conf ``cert``:
+its common name must be the role's name); the cluster does not create the role."""
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The TLS a cluster serves. Clients trust ``authority.cert`` (``sslrootcert``); the server
+    certificate is for 127.0.0.1 and localhost. ``only``: TCP sessions without TLS are refused."""
+
+    authority: Authority
+    only: bool
+
+    def client_certificate(self, folder: Path, name: str = CERTIFICATE_USER) -> KeyPair:
+        """A client certificate (and its key) for the role ``name``, which the server accepts
+        as that role's login (:data:`CERTIFICATE_USER`)."""
+        return self.authority.client(folder, name)
+
+
 @dataclass(frozen=True)
 class PostgresProcess(ServerProcess):
     """A running throwaway cluster."""
 
+    tls: ServerTls | None = None
+
     @property
     def dsn(self) -> str:
+        """The superuser's DSN, without TLS parameters (libpq's and asyncpg's default, prefer,
+        uses TLS when the server offers it but verifies nothing)."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def verified_dsn(self, sslmode: str = "verify-full") -> str:
+        """The superuser's DSN with ``sslmode`` and the CA as ``sslrootcert`` (a TLS cluster)."""
+        if self.tls is None:
+            raise InfrastructureError("this cluster was started without TLS")
+        return f"{self.dsn}?sslmode={sslmode}&sslrootcert={self.tls.authority.cert}"
 
 
 def _server_user() -> dict[str, Any]:
@@ -77,9 +114,16 @@ _SETTINGS = {
 
 
 def start_postgres(
-    data_root: Path, *, owned_by_caller: bool, timeout: float = 60.0
+    data_root: Path,
+    *,
+    owned_by_caller: bool,
+    timeout: float = 60.0,
+    tls: bool = False,
+    tls_only: bool = False,
 ) -> PostgresProcess:
-    """Create and start a cluster under ``data_root``; returns once it accepts connections."""
+    """Create and start a cluster under ``data_root``; returns once it accepts connections.
+
+    ``tls``: serve TLS too (:class:`ServerTls`); ``tls_only``: serve TLS and nothing else."""
     dirs = _binary_dirs()
     initdb = require_tool("initdb", dirs, _INSTALL_POSTGRES)
     as_server_user = _server_user()
@@ -95,8 +139,39 @@ def start_postgres(
         timeout=120,
         **as_server_user,
     )  # fmt: skip
+    server_tls = None
+    if tls or tls_only:
+        server_tls = _configure_tls(data_root, only=tls_only, owner_uid=as_server_user.get("user"))
     return _serve(data_root, free_port(), owned_by_caller=owned_by_caller, timeout=timeout,
-                  create_database=True)  # fmt: skip
+                  create_database=True, tls=server_tls)  # fmt: skip
+
+
+def _configure_tls(data_root: Path, *, only: bool, owner_uid: int | None) -> ServerTls:
+    """Certificates under ``data_root/tls``, ``ssl=on`` in postgresql.conf, and a pg_hba.conf
+    that asks :data:`CERTIFICATE_USER` for a client certificate (and, when ``only``, everyone
+    for TLS)."""
+    folder = data_root / "tls"
+    ca = authority(folder, "autotask-sync PostgreSQL CA")
+    server = ca.server(folder, "postgres", owner_uid=owner_uid)
+    pgdata = data_root / "pgdata"
+    with (pgdata / "postgresql.conf").open("a") as conf:
+        conf.write(
+            "\n# TLS (tools/dev_infra/postgres.py)\n"
+            "ssl = on\n"
+            f"ssl_cert_file = '{server.cert}'\n"
+            f"ssl_key_file = '{server.key}'\n"
+            f"ssl_ca_file = '{ca.cert}'\n"
+        )
+    rules = [
+        "local all all trust",
+        f"hostssl all {CERTIFICATE_USER} 127.0.0.1/32 cert",
+        f"host all {CERTIFICATE_USER} 127.0.0.1/32 reject",
+        "hostssl all all 127.0.0.1/32 trust",
+    ]
+    if not only:
+        rules.append("host all all 127.0.0.1/32 trust")
+    (pgdata / "pg_hba.conf").write_text("\n".join(rules) + "\n")
+    return ServerTls(authority=ca, only=only)
 
 
 def restart_postgres(
@@ -104,11 +179,17 @@ def restart_postgres(
 ) -> PostgresProcess:
     """Start a stopped cluster again on the same port with the same data (fault tests)."""
     return _serve(stopped.data_dir, stopped.port, owned_by_caller=owned_by_caller,
-                  timeout=timeout, create_database=False)  # fmt: skip
+                  timeout=timeout, create_database=False, tls=stopped.tls)  # fmt: skip
 
 
 def _serve(
-    data_root: Path, port: int, *, owned_by_caller: bool, timeout: float, create_database: bool
+    data_root: Path,
+    port: int,
+    *,
+    owned_by_caller: bool,
+    timeout: float,
+    create_database: bool,
+    tls: ServerTls | None = None,
 ) -> PostgresProcess:
     dirs = _binary_dirs()
     initdb = require_tool("initdb", dirs, _INSTALL_POSTGRES)
@@ -138,7 +219,7 @@ def _serve(
         cwd=data_root,
         **_server_user(),
     )  # fmt: skip
-    return PostgresProcess(process, port, data_root, log_file)
+    return PostgresProcess(process, port, data_root, log_file, tls)
 
 
 def _env() -> dict[str, str]:
