@@ -25,8 +25,9 @@ producer flushes, and the registrations and the pool close.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -51,7 +52,7 @@ from shared.logging import get_logger
 from shared.messages.topics import Topics
 from shared.metrics import GATEWAY_REGISTRATIONS
 from shared.registrations import RegistrationState, RegistrationStore
-from shared.runtime.bootstrap import open_base_resources, serve_public
+from shared.runtime.bootstrap import open_base_resources, serve_public, watch_progress
 from shared.runtime.ops import ReadinessCheck
 from shared.runtime.progress import Progress
 from shared.runtime.runner import ServiceRunner, aiter_until
@@ -166,21 +167,21 @@ async def open_parts(runner: ServiceRunner, settings: GatewaySettings) -> Gatewa
     # drainer lock owes the drain. The producer is stalled when it sends and nothing is
     # acknowledged. Both need Kafka to move (see _NeedsKafka): while it is away the spool takes
     # the callouts and the replica stays ready.
-    spool_progress = _watch(
+    spool_progress = watch_progress(
         runner,
         settings,
         "spool",
         pending=lambda: watcher.rows if drainer.holds_lock else 0,
         what="spooled callouts",
-        kafka=link.ping,
+        kind=functools.partial(_NeedsKafka, kafka=link.ping),
     )
-    sends_progress = _watch(
+    sends_progress = watch_progress(
         runner,
         settings,
         "kafka-producer",
         pending=lambda: link.producer.unacknowledged,
         what="sends",
-        kafka=link.ping,
+        kind=functools.partial(_NeedsKafka, kafka=link.ping),
     )
     link.producer.on_acknowledged(sends_progress.advanced)
     progress: list[Progress] = [spool_progress, sends_progress]
@@ -315,28 +316,6 @@ class _NeedsKafka(Progress):
         except Exception:  # Kafka away (or not connected yet)
             return False
         return True
-
-
-def _watch(
-    runner: ServiceRunner,
-    settings: GatewaySettings,
-    part: str,
-    *,
-    pending: Callable[[], int],
-    what: str,
-    kafka: ReadinessCheck,
-) -> _NeedsKafka:
-    """A part's progress with the settings' bounds, sampled until stop (as ``watch_progress``)."""
-    progress = _NeedsKafka(
-        part,
-        kafka=kafka,
-        pending=pending,
-        unready_after=settings.stall_unready_after,
-        unhealthy_after=settings.stall_unhealthy_after,
-        what=what,
-    )
-    runner.spawn(progress.watch(runner.stopping), name=f"progress-{part}")
-    return progress
 
 
 def _registrations_check(registrations: RegistrationStore) -> ReadinessCheck:

@@ -92,10 +92,12 @@ def watch_progress(
     pending: Callable[[], int],
     what: str,
     excused: Callable[[], str | None] | None = None,
+    kind: Callable[..., Progress] = Progress,
 ) -> Progress:
-    """A :class:`Progress` for one part of the service, with the settings' bounds, sampled in
-    the background until stop. Give it to :func:`serve_ops` through :func:`progress_checks`."""
-    progress = Progress(
+    """A :class:`Progress` (or ``kind``, a subclass taking the same arguments) for one part of
+    the service, with the settings' bounds, sampled in the background until stop. Give it to
+    :func:`serve_ops` through :func:`progress_checks`."""
+    progress = kind(
         part,
         pending=pending,
         unready_after=settings.stall_unready_after,
