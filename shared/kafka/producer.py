@@ -16,9 +16,13 @@ the process's settings). When an answer says the broker no longer accepts its st
 (:func:`shared.kafka.errors.is_state_lost`), it
 
 1. hands no new send to that producer: sends wait (at most ``replace_wait``) for the next one;
-2. closes it: the sends it still holds finish first (to the broken partitions they fail at once,
-   the others are delivered), within ``close_budget``, after which what is left is failed; so
-   none of the old producer's messages can land after one of the new producer's;
+2. closes it, and waits until Kafka has answered every send it still holds (to the broken
+   partitions they fail at once, the others are delivered when Kafka is reachable; an idempotent
+   producer never gives up on a request it sent). Only an answer proves a message did not land:
+   a send failed without one (a close budget running out) may still be appended later, after the
+   new producer's messages, and an older state would then be the last of its key. So the wait is
+   bounded only by ``drain_budget`` (5 minutes: Kafka away that long), after which what is left
+   is failed with a warning; while Kafka is away the new producer could not send anyway;
 3. starts a fresh producer (a new producer id, numbering from zero), trying again with back-off
    while Kafka is away,
 
@@ -67,7 +71,10 @@ ProducerFactory = Callable[[], AIOKafkaProducer]
 REPLACE_WAIT = timedelta(seconds=5)
 """How long a send waits for the new producer before it fails (retriably)."""
 CLOSE_BUDGET = timedelta(seconds=10)
-"""How long a producer being closed may take to finish the sends it holds."""
+"""How long the producer may take to finish the sends it holds when the process stops."""
+DRAIN_BUDGET = timedelta(minutes=5)
+"""How long a replaced producer's sends may wait for Kafka's answer before they are failed
+(see the module docstring: a send failed without an answer may still land)."""
 START_BACKOFF = Backoff(first=timedelta(milliseconds=500), cap=timedelta(seconds=10))
 """Waits between attempts to start a replacement while Kafka cannot be reached."""
 _ABANDON_BUDGET = timedelta(seconds=2)
@@ -85,6 +92,7 @@ class Producer:
         name: str = "producer",
         replace_wait: timedelta = REPLACE_WAIT,
         close_budget: timedelta = CLOSE_BUDGET,
+        drain_budget: timedelta = DRAIN_BUDGET,
         backoff: Backoff = START_BACKOFF,
     ) -> None:
         self._factory = factory
@@ -92,6 +100,7 @@ class Producer:
         self.name = name
         self._replace_wait = replace_wait.total_seconds()
         self._close_budget = close_budget
+        self._drain_budget = drain_budget
         self._backoff = backoff
         self._current: AIOKafkaProducer | None = None
         self._generation = 0
@@ -246,7 +255,7 @@ class Producer:
         )
 
     async def _replace(self, old: AIOKafkaProducer, reason: str) -> None:
-        await close_within(old, self._close_budget)
+        await close_within(old, self._drain_budget)
         retry = Retry(self._backoff)
         while not self._closing.is_set():
             try:
@@ -330,6 +339,7 @@ AnyProducer: TypeAlias = Producer | AIOKafkaProducer
 
 __all__ = [
     "CLOSE_BUDGET",
+    "DRAIN_BUDGET",
     "REPLACE_WAIT",
     "AnyProducer",
     "Producer",

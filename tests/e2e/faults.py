@@ -35,7 +35,7 @@ from shared.messages.callout import header_map
 from shared.messages.topics import Topics
 from shared.secrets import SecretBox
 from tests.helpers.clients import truth
-from tests.helpers.pipeline import mirror_diff, read_topic, replay_changes
+from tests.helpers.pipeline import mirror_diff, read_topic, replay_mismatch
 from tests.helpers.processes import CliResult, LocalDeployment, ServiceProcess
 from tests.helpers.servers import Broker, Postgres
 from tests.helpers.tenants import store_connection
@@ -429,12 +429,11 @@ async def _drive(rig: Rig, scenario: Scenario, sim: Simulator, name: str, row: R
 
     # The change topics rebuild the mirror.
     for entity in ENTITIES:
-        replayed = await replay_changes(rig.deployment.bootstrap, rig.topics.changes(entity))
-        mine = {i: r for (c, i), r in replayed.items() if c == name}
-        assert mine == {r["id"]: r for r in truth(sim, entity.rest_name)}, (
-            scenario.name,
-            entity,
+        topic = rig.topics.changes(entity)
+        mismatch = await replay_mismatch(
+            rig.deployment.bootstrap, topic, name, truth(sim, entity.rest_name)
         )
+        assert not mismatch, f"{scenario.name}: {mismatch}\n{rig.logs()}"
 
     # The tenant's limits were never exceeded.
     stats = sim.state.requests

@@ -195,3 +195,55 @@ async def replay_changes(bootstrap: str, topic: str) -> dict[tuple[str, int], di
         else:
             state[ident] = envelope["after"]
     return state
+
+
+async def replay_mismatch(
+    bootstrap: str, topic: str, connection: str, expected: Iterable[Mapping[str, Any]]
+) -> str:
+    """Why the replay of ``topic`` for ``connection`` differs from ``expected`` (the tenant's
+    rows), empty when it does not: the ids missing, extra and different, and for a few of them
+    the fields that differ and every event of the key in offset order (what an assertion
+    message needs to tell a lost event from a stale one published last)."""
+    messages = await read_topic(bootstrap, topic)
+    replayed: dict[int, dict[str, Any]] = {}
+    history: dict[int, list[str]] = {}
+    for message in messages:
+        key = json.loads(message.key)
+        if key["connection"] != connection:
+            continue
+        ident = int(key["id"])
+        if message.value is None:
+            replayed.pop(ident, None)
+            history.setdefault(ident, []).append(f"@{message.partition}:{message.offset} tombstone")
+            continue
+        envelope = json.loads(message.value)
+        after = envelope.get("after")
+        if envelope["op"] == "d":
+            replayed.pop(ident, None)
+        else:
+            replayed[ident] = after
+        source = envelope.get("source", {})
+        history.setdefault(ident, []).append(
+            f"@{message.partition}:{message.offset} op={envelope['op']} "
+            f"version={envelope.get('version')} origin={source.get('origin')} "
+            f"ts_ms={envelope.get('ts_ms')} ce_id={dict(message.headers or []).get('ce_id')!r}"
+        )
+    wanted = {int(row["id"]): dict(row) for row in expected}
+    missing = sorted(wanted.keys() - replayed.keys())
+    extra = sorted(replayed.keys() - wanted.keys())
+    different = sorted(i for i in wanted.keys() & replayed.keys() if wanted[i] != replayed[i])
+    if not (missing or extra or different):
+        return ""
+    lines = [
+        f"{topic} for {connection!r}: missing {missing[:20]}, extra {extra[:20]}, "
+        f"different {different[:20]}"
+    ]
+    for ident in (different + missing + extra)[:5]:
+        want, got = wanted.get(ident, {}), replayed.get(ident, {})
+        fields = sorted(f for f in want.keys() | got.keys() if want.get(f) != got.get(f))
+        lines.append(
+            f"  id {ident}: "
+            + ", ".join(f"{f}: topic {got.get(f)!r} tenant {want.get(f)!r}" for f in fields[:8])
+        )
+        lines.extend(f"    {event}" for event in history.get(ident, [])[-8:])
+    return "\n".join(lines)
