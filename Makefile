@@ -21,7 +21,7 @@ UNIT := not integration and not e2e and not deploy
 CHECKOV := $(UV) tool run --from "checkov==$(CHECKOV_VERSION)" checkov --config-file deploy/checkov.yaml
 
 .PHONY: help setup demo test test-unit test-fast test-integration test-e2e test-deploy lint \
-	typecheck fmt bench soak infra-up infra-down check clean manifests
+	typecheck fmt bench soak infra-up infra-down check clean manifests jars
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -76,6 +76,9 @@ lint: setup ## ruff lint and format check; checkov over the rendered manifests a
 
 manifests: setup ## render every deploy/k8s variant into build/k8s/ (pinned kustomize, built on first use)
 	$(RUN) python -m tools kustomize render --out build/k8s
+
+jars: setup ## fetch the Kafka, Kafka Connect and Debezium JDBC sink jars into the cache (tests fetch them on first use)
+	$(RUN) python -m tools.dev_infra.connect
 
 typecheck: setup ## mypy --strict on services/ and shared/
 	$(RUN) mypy

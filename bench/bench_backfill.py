@@ -128,7 +128,7 @@ async def _backfill(dsn: str, bootstrap: str, info: dict[str, Any]) -> dict[str,
 async def _raw_copy(dsn: str) -> dict[str, Any]:
     db = await asyncpg.connect(dsn)  # asyncpg's own codecs: jsonb travels as text
     try:
-        records = await db.fetch("SELECT id, entity::text AS entity FROM tickets")
+        records = await db.fetch("SELECT id, entity::text AS entity FROM autotask.tickets")
         await db.execute("CREATE TABLE raw_copy (id bigint, entity jsonb)")
         started = time.perf_counter()
         await db.copy_records_to_table(

@@ -127,7 +127,7 @@ async def mirror_writes(
     try:
         # The same rows into a table of the same shape (generated columns, indexes, logged):
         # the bulk-load floor the upsert's rules cost on top of.
-        await raw.execute("CREATE TABLE copy_baseline (LIKE tickets INCLUDING ALL)")
+        await raw.execute("CREATE TABLE copy_baseline (LIKE autotask.tickets INCLUDING ALL)")
         columns = ["connection", "id", "entity", "version", "fetched_at", "content_hash", "origin"]
         copy_rows = [
             (

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,25 @@ class ChildOf:
     parent: str  # REST name of the parent entity, e.g. "Tickets"
     collection: str  # child collection name, e.g. "Notes"
     parent_id_field: str  # field on the child holding the parent id, e.g. "ticketID"
+
+
+MIRROR_SCHEMA = "autotask"
+"""The PostgreSQL schema of the mirror tables and their views, apart from the services' state
+tables: what downstream readers are granted (docs/consumers.md)."""
+
+
+FieldType: TypeAlias = Literal["long", "integer", "double", "string", "boolean", "datetime"]
+"""A field's ``dataType`` in ``/{Entity}/entityInformation/fields`` (autotask-api.md §3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One standard field of an entity as the REST API returns it (every field is in every
+    record, null when empty; ``required`` ones, the metadata's ``isRequired``, never are)."""
+
+    name: str
+    type: FieldType
+    required: bool = False
 
 
 # --- how the sync scope judges an entity (shared/scope/membership.py) ------------------------
@@ -119,6 +138,14 @@ class EntitySpec:
     can_delete: bool = True
     """False where the API refuses deletes (ConfigurationItems are deactivated instead)."""
 
+    fields: tuple[Field, ...] = ()
+    """The entity's standard fields, as ``entityInformation/fields`` lists them: what the topic
+    schemas type and what timestamps are normalised by (``tests/contracts`` checks them against
+    the simulator's catalogue)."""
+
+    udfs: bool = False
+    """Records carry ``userDefinedFields`` (a list of ``{"name", "value"}``)."""
+
     child_of: ChildOf | None = None
     promoted: tuple[PromotedColumn, ...] = ()
     subscribed_fields: tuple[str, ...] = ()
@@ -143,10 +170,40 @@ class EntitySpec:
     def has_webhooks(self) -> bool:
         return self.webhook_root is not None
 
+    @property
+    def mirror_table(self) -> str:
+        """The mirror table as SQL names it, schema-qualified: ``autotask.<table>``."""
+        return f"{MIRROR_SCHEMA}.{self.table}"
+
 
 TICKETS = EntitySpec(
     rest_name="Tickets",
     callout_types=("Ticket",),
+    fields=(
+        Field("id", "long", required=True),
+        Field("ticketNumber", "string"),
+        Field("title", "string", required=True),
+        Field("description", "string"),
+        Field("status", "integer", required=True),
+        Field("priority", "integer", required=True),
+        Field("queueID", "integer"),
+        Field("ticketType", "integer"),
+        Field("source", "integer"),
+        Field("issueType", "integer"),
+        Field("subIssueType", "integer"),
+        Field("companyID", "integer", required=True),
+        Field("contactID", "integer"),
+        Field("assignedResourceID", "integer"),
+        Field("configurationItemID", "integer"),
+        Field("creatorResourceID", "integer"),
+        Field("dueDateTime", "datetime"),
+        Field("estimatedHours", "double"),
+        Field("completedDate", "datetime"),
+        Field("createDate", "datetime"),
+        Field("lastActivityDate", "datetime"),
+        Field("lastTrackedModificationDateTime", "datetime"),
+    ),
+    udfs=True,
     last_modified_field="lastTrackedModificationDateTime",
     create_field="createDate",
     table="tickets",
@@ -186,6 +243,26 @@ TICKETS = EntitySpec(
 COMPANIES = EntitySpec(
     rest_name="Companies",
     callout_types=("Company", "Account"),
+    fields=(
+        Field("id", "long", required=True),
+        Field("companyName", "string", required=True),
+        Field("companyNumber", "string"),
+        Field("companyType", "integer", required=True),
+        Field("isActive", "boolean"),
+        Field("phone", "string", required=True),
+        Field("fax", "string"),
+        Field("address1", "string"),
+        Field("address2", "string"),
+        Field("city", "string"),
+        Field("state", "string"),
+        Field("postalCode", "string"),
+        Field("webAddress", "string"),
+        Field("ownerResourceID", "integer", required=True),
+        Field("createDate", "datetime"),
+        Field("lastActivityDate", "datetime"),
+        Field("lastTrackedModifiedDateTime", "datetime"),
+    ),
+    udfs=True,
     last_modified_field="lastTrackedModifiedDateTime",
     create_field="createDate",
     table="companies",
@@ -214,6 +291,22 @@ COMPANIES = EntitySpec(
 CONTACTS = EntitySpec(
     rest_name="Contacts",
     callout_types=("Contact",),
+    fields=(
+        Field("id", "long", required=True),
+        Field("companyID", "integer", required=True),
+        Field("firstName", "string", required=True),
+        Field("lastName", "string", required=True),
+        Field("emailAddress", "string"),
+        Field("phone", "string"),
+        Field("mobilePhone", "string"),
+        Field("title", "string"),
+        Field("isActive", "integer", required=True),
+        Field("primaryContact", "boolean"),
+        Field("createDate", "datetime"),
+        Field("lastActivityDate", "datetime"),
+        Field("lastModifiedDate", "datetime"),
+    ),
+    udfs=True,
     last_modified_field="lastModifiedDate",
     create_field="createDate",
     table="contacts",
@@ -224,7 +317,9 @@ CONTACTS = EntitySpec(
         PromotedColumn("email_address", "emailAddress", "text"),
         PromotedColumn("first_name", "firstName", "text"),
         PromotedColumn("last_name", "lastName", "text"),
-        PromotedColumn("is_active", "isActive", "integer"),
+        # The API sends 0/1 (the entity's JSON keeps that); the column is boolean like the
+        # other entities' is_active.
+        PromotedColumn("is_active", "isActive", "boolean"),
     ),
     subscribed_fields=(
         "firstName",
@@ -242,6 +337,22 @@ CONTACTS = EntitySpec(
 CONFIGURATION_ITEMS = EntitySpec(
     rest_name="ConfigurationItems",
     callout_types=("ConfigurationItem", "InstalledProduct"),
+    fields=(
+        Field("id", "long", required=True),
+        Field("companyID", "integer", required=True),
+        Field("contactID", "integer"),
+        Field("productID", "integer"),
+        Field("configurationItemType", "integer"),
+        Field("referenceTitle", "string", required=True),
+        Field("referenceNumber", "string"),
+        Field("serialNumber", "string"),
+        Field("isActive", "boolean", required=True),
+        Field("installDate", "datetime"),
+        Field("warrantyExpirationDate", "datetime"),
+        Field("createDate", "datetime"),
+        Field("lastModifiedTime", "datetime"),
+    ),
+    udfs=True,
     last_modified_field="lastModifiedTime",
     create_field="createDate",
     table="configuration_items",
@@ -269,6 +380,17 @@ CONFIGURATION_ITEMS = EntitySpec(
 TICKET_NOTES = EntitySpec(
     rest_name="TicketNotes",
     callout_types=("TicketNote",),
+    fields=(
+        Field("id", "long", required=True),
+        Field("ticketID", "integer", required=True),
+        Field("title", "string", required=True),
+        Field("description", "string", required=True),
+        Field("noteType", "integer", required=True),
+        Field("publish", "integer", required=True),
+        Field("creatorResourceID", "integer"),
+        Field("createDateTime", "datetime"),
+        Field("lastActivityDate", "datetime"),
+    ),
     last_modified_field="lastActivityDate",
     create_field="createDateTime",
     table="ticket_notes",
@@ -292,6 +414,17 @@ TICKET_NOTES = EntitySpec(
 RESOURCES = EntitySpec(
     rest_name="Resources",
     callout_types=("Resource",),
+    fields=(
+        Field("id", "long", required=True),
+        Field("userName", "string"),
+        Field("email", "string", required=True),
+        Field("firstName", "string", required=True),
+        Field("lastName", "string", required=True),
+        Field("title", "string"),
+        Field("resourceType", "string"),
+        Field("licenseType", "integer"),
+        Field("isActive", "boolean"),
+    ),
     last_modified_field=None,
     create_field=None,
     table="resources",
@@ -307,6 +440,25 @@ RESOURCES = EntitySpec(
 CONTRACTS = EntitySpec(
     rest_name="Contracts",
     callout_types=("Contract",),
+    fields=(
+        Field("id", "long", required=True),
+        Field("companyID", "integer", required=True),
+        Field("contactID", "integer"),
+        Field("contractName", "string", required=True),
+        Field("contractNumber", "string"),
+        Field("contractType", "integer", required=True),
+        Field("contractCategory", "integer"),
+        Field("status", "integer", required=True),
+        Field("startDate", "datetime", required=True),
+        Field("endDate", "datetime", required=True),
+        Field("isDefaultContract", "boolean"),
+        Field("description", "string"),
+        Field("estimatedRevenue", "double"),
+        Field("setupFee", "double"),
+        Field("serviceLevelAgreementID", "integer"),
+        Field("timeReportingRequiresStartAndStopTimes", "integer", required=True),
+        Field("lastModifiedDateTime", "datetime"),
+    ),
     last_modified_field="lastModifiedDateTime",
     create_field=None,
     table="contracts",
@@ -375,6 +527,7 @@ __all__ = [
     "CONFIGURATION_ITEMS",
     "CONTACTS",
     "CONTRACTS",
+    "MIRROR_SCHEMA",
     "REGISTRY",
     "RESOURCES",
     "TICKETS",
@@ -382,6 +535,8 @@ __all__ = [
     "UNSCOPED",
     "ChildOf",
     "EntitySpec",
+    "Field",
+    "FieldType",
     "FollowsParent",
     "OwnFields",
     "PromotedColumn",

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
+from shared.messages.topics import DEFAULT_TOMBSTONE_RETENTION
 
 ENV_PREFIX = "AUTOTASK_SYNC_"
 
@@ -120,6 +121,13 @@ def _upper_case(value: Any) -> Any:
 
 _SecurityProtocolValue = Annotated[KafkaSecurityProtocol, BeforeValidator(_upper_case)]
 _SaslMechanismValue = Annotated[KafkaSaslMechanism | None, BeforeValidator(_upper_case)]
+
+ChangeValueFormat = Literal["json", "connect-json"]
+"""The values of :data:`shared.messages.change.ValueFormat` (spelled out here: that module
+imports the mirror, which imports these settings)."""
+_ChangeValueFormatValue = Annotated[
+    ChangeValueFormat, BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v)
+]
 
 
 class BaseServiceSettings(BaseSettings):
@@ -244,6 +252,18 @@ class BaseServiceSettings(BaseSettings):
     )
     topic_prefix: str = Field(
         default="autotask", description="First segment of every topic name (autotask.<x>.v1)."
+    )
+    tombstone_retention: Duration = Field(
+        default=DEFAULT_TOMBSTONE_RETENTION,
+        ge=timedelta(hours=1),
+        description="delete.retention.ms of the change topics (autotask-sync topics): how long "
+        "compaction keeps a removal's tombstone; consumers further behind miss the removal. At "
+        "least 1h (a bare number is seconds: 86400, 24h).",
+    )
+    change_value_format: _ChangeValueFormatValue = Field(
+        default="json",
+        description="Value format of the change topics: json (the envelope as it is) or "
+        "connect-json (Kafka Connect's JSON with schema, for its sinks; docs/consumers.md).",
     )
 
     database_url: SecretStr = Field(

@@ -49,6 +49,7 @@ from shared.db import connect, database_dsn
 from shared.entities import REGISTRY, EntitySpec, webhook_entities
 from shared.logging import configure_logging
 from shared.mirror.store import live_rows
+from shared.records import normalize_record
 from shared.secrets import SecretBox
 from shared.settings import AutotaskSettings, configured_value, load_settings
 from tools.autotask_sim import CalloutConfig, FaultConfig, Simulator, SimulatorConfig, run_simulator
@@ -156,13 +157,14 @@ class Tenant:
     client: AutotaskClient | None = None
 
     async def truth(self, entity: EntitySpec) -> dict[int, Any]:
-        """Every record of ``entity`` as the tenant holds it now."""
+        """Every record of ``entity`` as the tenant holds it now, its timestamps in the one form
+        the mirror keeps (docs/consumers.md, "Timestamps")."""
         if self.sim is not None:
             rows = json.loads(json.dumps(self.sim.state.entities(entity.rest_name)))
         else:
             assert self.client is not None
             rows = await self.client.query_all(entity.rest_name, priority=Priority.INTERACTIVE)
-        return {row["id"]: row for row in rows}
+        return {row["id"]: normalize_record(entity, row) for row in rows}
 
 
 class Demo:
@@ -380,7 +382,7 @@ async def connection_report(
         phantom = len(mirrored.keys() - truth.keys())
         stale = sum(1 for i in truth.keys() & mirrored.keys() if truth[i] != mirrored[i])
         deleted = await db.fetchval(
-            f"SELECT count(*) FROM {entity.table} WHERE connection = $1 "  # noqa: S608 - registry names
+            f"SELECT count(*) FROM {entity.mirror_table} WHERE connection = $1 "  # noqa: S608 - registry names
             "AND deleted_at IS NOT NULL",
             name,
         )

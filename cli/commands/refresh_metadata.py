@@ -4,9 +4,9 @@
 
 MSPortal's "Sync PSA Data": statuses, queues, priorities, issue types, company types... of every
 entity the connection syncs, with labels and active flags, into ``psa_picklists`` and
-``psa_udf_definitions`` (the ``<table>_labeled`` views show the labels beside the mirror's
-columns). Without ``--connection`` every connection served is refreshed. Exit status: 0 when
-every refresh succeeded.
+``psa_udf_definitions`` (the ``autotask.<table>_live`` and ``_labeled`` views show the labels
+beside the mirror's columns). Without ``--connection`` every connection served is refreshed.
+Exit status: 0 when every refresh succeeded.
 """
 
 from __future__ import annotations

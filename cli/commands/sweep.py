@@ -177,6 +177,7 @@ async def reconciliation(
                 topics=topics,
                 dsn=dsn,
                 policy=settings.policy(),
+                value_format=settings.change_value_format,
             )
             yield reconciler, catalogue, pool
     finally:

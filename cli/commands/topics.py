@@ -30,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(BaseServiceSettings)
     configure_logging(settings.log_level, settings.log_format)
-    topics = Topics(prefix=settings.topic_prefix, partitions=args.partitions)
+    topics = Topics(
+        prefix=settings.topic_prefix,
+        partitions=args.partitions,
+        tombstone_retention=settings.tombstone_retention,
+    )
     specs = topics.declarations()
     if args.action == "list":
         for spec in specs:

@@ -117,7 +117,9 @@ async def start(runner: ServiceRunner, settings: WorkerSettings) -> None:
     pipeline = CalloutPipeline(
         catalogue=catalogue,
         pool=resources.pool,
-        mirror=Mirror(resources.pool, resources.producer, topics),
+        mirror=Mirror(
+            resources.pool, resources.producer, topics, value_format=settings.change_value_format
+        ),
         dead_letters=DeadLetters(resources.producer, topics),
         finished=stream.finished,
         config=pipeline_config(settings),

@@ -68,6 +68,9 @@ async def apply_migrations(db: DbSession, directory: Path = MIGRATIONS_DIR) -> l
     migrations = discover(directory)
     applied_now: list[Migration] = []
     current = "bookkeeping"
+    # A migration's WARNING (e.g. a role it may not create) is for the person running migrate,
+    # not only the server's log.
+    db.add_log_listener(_said)
     try:
         await db.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         try:
@@ -104,4 +107,13 @@ async def apply_migrations(db: DbSession, directory: Path = MIGRATIONS_DIR) -> l
         raise MigrationError(f"migration failed at {current}: {exc}") from exc
     except (OSError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"lost the database connection while migrating: {exc}") from exc
+    finally:
+        db.remove_log_listener(_said)
     return applied_now
+
+
+def _said(_db: object, message: asyncpg.PostgresLogMessage) -> None:
+    """A warning the server sent while migrating, logged (its notices, such as "already
+    exists, skipping", are not worth anyone's attention)."""
+    if str(getattr(message, "severity", "")).upper() == "WARNING":
+        log.warning("the database warned while migrating", message=message.message)

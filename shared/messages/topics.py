@@ -3,15 +3,24 @@
 Names are defaults built from a prefix (``autotask``); the callout, control and dead-letter topics
 and one compacted change topic per registry entity, i.e. per mirror table, whether a connection
 syncs it by default or only when its scope asks (architecture.md, "Kafka topics").
+
+A change topic is compacted: the latest event per key stays forever. A removal ends with a
+tombstone (null value), which compaction keeps ``tombstone_retention`` (the change topics'
+``delete.retention.ms``, ``AUTOTASK_SYNC_TOMBSTONE_RETENTION``) before the key disappears: a
+consumer further behind than that, or slower to read the topic from the start, can miss the
+removal and keep the row (docs/configuration.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from shared.entities import REGISTRY, EntitySpec
 
 DAY_MS = 24 * 60 * 60 * 1000
+DEFAULT_TOMBSTONE_RETENTION = timedelta(days=1)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +39,8 @@ class Topics:
 
     prefix: str = "autotask"
     partitions: int = 12
+    tombstone_retention: timedelta = DEFAULT_TOMBSTONE_RETENTION
+    """``delete.retention.ms`` of the change topics."""
 
     @property
     def callouts(self) -> str:
@@ -71,11 +82,11 @@ class Topics:
                 TopicSpec(
                     self.changes(entity),
                     self.partitions,
-                    # Compacted: the latest state per key forever; tombstones kept a day so
-                    # consumers that are briefly behind still see deletes.
+                    # Compacted: the latest state per key forever; tombstones kept long enough
+                    # for consumers that are behind to still see removals.
                     {
                         "cleanup.policy": "compact",
-                        "delete.retention.ms": str(DAY_MS),
+                        "delete.retention.ms": str(self.tombstone_retention // _MILLISECOND),
                         "min.compaction.lag.ms": str(60 * 60 * 1000),
                     },
                 )

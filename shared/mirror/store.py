@@ -12,7 +12,11 @@ Rules (architecture.md "Delivery semantics" 4 and 5):
   entity back; only a snapshot read after the delete can (it exists again after all);
 - an entity outside the connection's sync scope never enters the mirror; one that leaves it is
   kept with ``out_of_scope_at`` set and reported as removed (reason ``out_of_scope``); one that
-  comes back is reported as created.
+  comes back is reported as created;
+- every change a row publishes (created, updated, deleted, out of scope, back in scope) adds one
+  to its ``change_seq`` in the same statement; unchanged and stale snapshots do not. The change
+  events' ids are built from it (:mod:`shared.messages.change`), so a change redone after a
+  rollback keeps its id and a row that changes back and forth gets a new one each time.
 
 Each call is one statement (bulk, ``unnest`` of arrays) and returns, per input id, what happened
 and the row before and after, which is what change events are built from.
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -31,6 +35,7 @@ import orjson
 from shared.autotask import parse_timestamp
 from shared.db.pool import DbSession, guarded
 from shared.entities import EntitySpec
+from shared.records import normalize_record
 
 Outcome = Literal[
     "created",  # a new row (or one back from deletion / out of scope)
@@ -67,6 +72,8 @@ class RowChange:
     after: Mapping[str, Any] | None = None
     version: datetime | None = None
     callout_sequence: int | None = None
+    change_seq: int = 0
+    """The row's ``change_seq`` after this change (0 where the call wrote nothing)."""
 
     @property
     def op(self) -> Literal["c", "u", "d"] | None:
@@ -80,7 +87,8 @@ class RowChange:
         return None
 
     @property
-    def reason(self) -> str | None:
+    def reason(self) -> Literal["deleted", "out_of_scope"] | None:
+        """Why a row left what downstream holds (for ``op`` ``d``)."""
         if self.outcome == "out_of_scope":
             return "out_of_scope"
         if self.outcome == "deleted":
@@ -160,9 +168,9 @@ old AS (
 ),
 written AS (
     INSERT INTO {table} AS t (connection, id, entity, version, fetched_at, content_hash, origin,
-                              callout_sequence, out_of_scope_at)
+                              callout_sequence, out_of_scope_at, change_seq)
     SELECT $1, i.id, i.entity, i.version, i.fetched_at, i.content_hash, $9, i.callout_sequence,
-           CASE WHEN i.in_scope THEN NULL ELSE now() END
+           CASE WHEN i.in_scope THEN NULL ELSE now() END, 1
     FROM input i
     WHERE i.in_scope OR EXISTS (SELECT 1 FROM old o WHERE o.id = i.id)
     ON CONFLICT (connection, id) DO UPDATE SET
@@ -175,17 +183,22 @@ written AS (
         synced_at = now(),
         deleted_at = NULL,
         out_of_scope_at = CASE WHEN excluded.out_of_scope_at IS NULL THEN NULL
-                               ELSE COALESCE(t.out_of_scope_at, excluded.out_of_scope_at) END
+                               ELSE COALESCE(t.out_of_scope_at, excluded.out_of_scope_at) END,
+        -- Counted unless the row was and stays out of downstream's view (out of scope, or
+        -- deleted and now read out of scope): the one written change that publishes nothing.
+        change_seq = t.change_seq
+            + CASE WHEN excluded.out_of_scope_at IS NULL
+                        OR (t.deleted_at IS NULL AND t.out_of_scope_at IS NULL) THEN 1 ELSE 0 END
     WHERE (COALESCE(t.version, '-infinity'::timestamptz), t.fetched_at)
               < (COALESCE(excluded.version, '-infinity'::timestamptz), excluded.fetched_at)
       AND (t.deleted_at IS NULL OR excluded.fetched_at > t.deleted_at)
       AND (t.content_hash IS DISTINCT FROM excluded.content_hash
            OR t.deleted_at IS NOT NULL
            OR (t.out_of_scope_at IS NULL) <> (excluded.out_of_scope_at IS NULL))
-    RETURNING t.id
+    RETURNING t.id, t.change_seq
 )
 -- ``before`` is read only where a change event needs it: a row that existed and was written.
-SELECT i.id, w.id IS NOT NULL AS written, o.id IS NOT NULL AS existed,
+SELECT i.id, w.id IS NOT NULL AS written, o.id IS NOT NULL AS existed, w.change_seq,
        CASE WHEN w.id IS NOT NULL THEN o.entity END AS before,
        o.content_hash = i.content_hash AS same,
        o.deleted_at IS NOT NULL AS was_deleted, o.out_of_scope_at IS NOT NULL AS was_out
@@ -202,6 +215,8 @@ async def upsert(
     origin: Origin,
 ) -> list[RowChange]:
     """Write ``snapshots`` monotonically; returns what each id did (see the module docstring)."""
+    # One timestamp form for the stored JSON, its hash and the events (shared/records.py).
+    snapshots = [replace(s, entity=normalize_record(spec, s.entity)) for s in snapshots]
     newest = _latest_per_id(snapshots, spec)
     if not newest:
         return []
@@ -212,7 +227,7 @@ async def upsert(
         _locked(
             db,
             _lock_keys(spec, connection, [s.id for s in latest]),
-            _UPSERT.format(table=spec.table),
+            _UPSERT.format(table=spec.mirror_table),
             connection,
             [s.id for s in latest],
             [text.decode() for text in encoded],
@@ -239,6 +254,7 @@ def _classify(record: Mapping[str, Any], snapshot: Snapshot, version: datetime |
         "id": snapshot.id,
         "version": version,
         "callout_sequence": snapshot.callout_sequence,
+        "change_seq": record["change_seq"] or 0,
     }
     was_visible = record["existed"] and not record["was_deleted"] and not record["was_out"]
     if not record["written"]:
@@ -263,10 +279,12 @@ old AS (
     FROM {table} t JOIN input i ON t.connection = $1 AND t.id = i.id
 ),
 marked AS (
-    UPDATE {table} t SET deleted_at = $3, origin = $4, synced_at = now()
+    UPDATE {table} t SET deleted_at = $3, origin = $4, synced_at = now(),
+        -- A row out of scope was already removed downstream: its delete publishes nothing.
+        change_seq = t.change_seq + CASE WHEN t.out_of_scope_at IS NULL THEN 1 ELSE 0 END
     FROM input i
     WHERE t.connection = $1 AND t.id = i.id AND t.deleted_at IS NULL
-    RETURNING t.id
+    RETURNING t.id, t.change_seq
 ),
 placeholders AS (
     INSERT INTO {table} (connection, id, entity, version, fetched_at, content_hash, origin,
@@ -276,7 +294,7 @@ placeholders AS (
     ON CONFLICT (connection, id) DO NOTHING
     RETURNING id
 )
-SELECT i.id, o.entity AS before, m.id IS NOT NULL AS marked,
+SELECT i.id, o.entity AS before, m.id IS NOT NULL AS marked, m.change_seq,
        o.out_of_scope_at IS NOT NULL AS was_out
 FROM input i LEFT JOIN old o ON o.id = i.id LEFT JOIN marked m ON m.id = i.id
 """
@@ -300,7 +318,7 @@ async def mark_deleted(
         _locked(
             db,
             _lock_keys(spec, connection, wanted),
-            _DELETE.format(table=spec.table),
+            _DELETE.format(table=spec.mirror_table),
             connection,
             wanted,
             at,
@@ -317,6 +335,7 @@ async def mark_deleted(
                 id=record["id"],
                 outcome="deleted" if visible else "already_deleted",
                 before=record["before"] if visible else None,
+                change_seq=record["change_seq"] or 0,
             )
         )
     return changes
@@ -347,7 +366,7 @@ async def live_ids(db: DbSession, spec: EntitySpec, connection: str) -> set[int]
     """Ids of the rows neither deleted nor out of scope (what downstream holds)."""
     records = await guarded(
         db.fetch(
-            f"SELECT id FROM {spec.table} WHERE connection = $1 "  # noqa: S608 - registry name
+            f"SELECT id FROM {spec.mirror_table} WHERE connection = $1 "  # noqa: S608 - registry name
             "AND deleted_at IS NULL AND out_of_scope_at IS NULL",
             connection,
         ),
@@ -360,7 +379,7 @@ async def live_rows(db: DbSession, spec: EntitySpec, connection: str) -> dict[in
     """``id -> entity`` of the live rows (for comparisons and reports; mind the size)."""
     records = await guarded(
         db.fetch(
-            f"SELECT id, entity FROM {spec.table} WHERE connection = $1 "  # noqa: S608 - registry name
+            f"SELECT id, entity FROM {spec.mirror_table} WHERE connection = $1 "  # noqa: S608 - registry name
             "AND deleted_at IS NULL AND out_of_scope_at IS NULL",
             connection,
         ),

@@ -3,15 +3,18 @@
 The worker (callouts) and the reconciler (sweeps, backfills, delete detection) both end here:
 snapshots and deletes go through the monotonic upsert (:mod:`shared.mirror.store`), and every row
 that really changed becomes a change event on ``autotask.<entity>.v1`` (a tombstone after each
-delete), produced and acknowledged before the call returns. Nothing is published for unchanged,
-stale or never-in-scope entities.
+removal), produced and acknowledged before the call returns. Nothing is published for unchanged,
+stale or never-in-scope entities. What a backfill or resync (origin ``backfill``) creates or
+updates is published as a snapshot (``op`` ``r``), what webhooks and sweeps change as ``c`` / ``u``
+(:mod:`shared.messages.change` says how consumers tell them apart).
 
 Order of durability: the write and its events are one unit. The upsert runs in a transaction
 that stays open until Kafka has acknowledged every event, and only then commits. A crash (or a
 Kafka failure) before the commit rolls the rows back, so the redone work finds the same changes
 and publishes them again; a crash after it finds the events already on the broker. Downstream
 delivery is therefore at least once for every change that reached the mirror, and events carry
-a stable ``ce_id`` for the duplicates. (Committing the rows first lost the events of a worker
+a stable ``ce_id`` for the duplicates (the row's ``change_seq`` rolls back with it, so the redone
+change counts the same). (Committing the rows first lost the events of a worker
 killed between the commit and the acknowledgement: the redelivered callout found nothing to
 change. The fault suite's worker-kill scenario caught it.) The transaction's advisory locks on
 the ids are held through the publish, so two writers of one entity also publish in order.
@@ -28,7 +31,7 @@ from shared.db import Pool, transaction
 from shared.entities import EntitySpec
 from shared.kafka import OutgoingMessage, produce_many
 from shared.kafka.producer import AnyProducer
-from shared.messages.change import ChangeEvent, encode_change, tombstone
+from shared.messages.change import ChangeEvent, Op, ValueFormat, encode_change, tombstone
 from shared.messages.topics import Topics
 from shared.metrics import MIRROR_WRITES
 from shared.mirror import store as mirror
@@ -57,10 +60,18 @@ class Applied:
 class Mirror:
     """Writes to the mirror and publishes the resulting change events."""
 
-    def __init__(self, pool: Pool, producer: AnyProducer, topics: Topics) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        producer: AnyProducer,
+        topics: Topics,
+        *,
+        value_format: ValueFormat = "json",
+    ) -> None:
         self._pool = pool
         self._producer = producer
         self._topics = topics
+        self._value_format = value_format
 
     async def apply_snapshots(
         self,
@@ -117,7 +128,7 @@ class Mirror:
                 connection=connection,
                 entity=entity,
                 id=change.id,
-                op=change.op,
+                op=_published_op(change.op, origin),
                 before=change.before,
                 after=change.after,
                 version=change.version,
@@ -125,17 +136,24 @@ class Mirror:
                 at=now,
                 callout_sequence=change.callout_sequence,
                 reason=change.reason,
+                change_seq=change.change_seq,
             )
-            key, value, headers = encode_change(event)
+            key, value, headers = encode_change(event, value_format=self._value_format)
             messages.append(OutgoingMessage(key, value, headers))
-            if change.op == "d":
-                key, _none, headers = tombstone(event)
+            if event.op == "d":
+                key, _none, headers = tombstone(event, value_format=self._value_format)
                 messages.append(OutgoingMessage(key, None, headers))
         # Enqueued in order (a delete before its tombstone), acknowledged together: the caller
         # is done only when every one is on the broker.
         await produce_many(self._producer, topic, messages)
         applied.published = len(messages)
         return applied
+
+
+def _published_op(op: Op, origin: Origin) -> Op:
+    """A backfill or resync reads every row: what it creates or updates is a snapshot (``r``),
+    not a change someone made; its removals stay ``d``."""
+    return "r" if origin == "backfill" and op != "d" else op
 
 
 __all__ = ["Applied", "Mirror"]

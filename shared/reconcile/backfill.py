@@ -12,6 +12,11 @@ killed half-way resumes after the last durable id without re-reading what was do
   mass-delete guard; the upsert publishes change events only for what really changed;
 - ``full`` (``sweep --full``) does the same with origin ``sweep``: a quick sync that re-reads
   everything and repairs it.
+
+Backfill and resync apply with origin ``backfill`` (:attr:`SweepContext.origin`): each row they
+create or update is published as a snapshot (``op`` ``r``), not as a change, a row found
+unchanged publishes nothing, and the rows a resync deletes are ``d`` like any delete
+(:mod:`shared.messages.change`). ``full`` publishes ``c`` / ``u``, as sweeps do.
 """
 
 from __future__ import annotations

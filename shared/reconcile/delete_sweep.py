@@ -114,7 +114,7 @@ async def _children_of(ctx: SweepContext, parents: Collection[int], *, at: datet
     async with session(ctx.pool, f"read the {ctx.entity.rest_name} of deleted parents") as db:
         records = await guarded(
             db.fetch(
-                f"SELECT id FROM {ctx.entity.table} WHERE connection = $1 "  # noqa: S608 - registry names
+                f"SELECT id FROM {ctx.entity.mirror_table} WHERE connection = $1 "  # noqa: S608 - registry names
                 "AND autotask_sync_bigint(entity ->> $2) = ANY($3::bigint[]) "
                 "AND deleted_at IS NULL AND out_of_scope_at IS NULL",
                 ctx.connection,

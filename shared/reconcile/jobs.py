@@ -33,6 +33,7 @@ from shared.errors import ConfigError, SyncError
 from shared.kafka import produce
 from shared.kafka.producer import AnyProducer
 from shared.logging import get_logger
+from shared.messages.change import ValueFormat
 from shared.messages.control import BackfillFinished, encode_control
 from shared.messages.topics import Topics
 from shared.metrics import METADATA_REFRESHES, SWEEP_RUN_SECONDS, SWEEP_RUNS
@@ -87,6 +88,7 @@ class Reconciler:
         topics: Topics,
         dsn: str,
         policy: SweepPolicy,
+        value_format: ValueFormat = "json",
     ) -> None:
         self._catalogue = catalogue
         self._pool = pool
@@ -94,7 +96,7 @@ class Reconciler:
         self._topics = topics
         self._dsn = dsn
         self.policy = policy
-        self._mirror = Mirror(pool, producer, topics)
+        self._mirror = Mirror(pool, producer, topics, value_format=value_format)
 
     async def run(self, job: Job, options: Options | None = None) -> Result:
         """Run ``job`` (see the module docstring); never raises for the job's own failure."""

@@ -1,8 +1,8 @@
 """PSA metadata in PostgreSQL: picklists (``psa_picklists``) and UDF definitions
 (``psa_udf_definitions``) per connection and entity, replaced whole on each refresh.
 
-The ``<table>_labeled`` views (migration 0007) join the mirror's picklist columns to these
-labels, so downstream shows "Complete" where the row says 5.
+The ``autotask.<table>_labeled`` and ``_live`` views (migration 0011) join the mirror's picklist
+columns to these labels, so downstream shows "Complete" where the row says 5.
 """
 
 from __future__ import annotations

@@ -197,6 +197,7 @@ async def start_sweeps(
         topics=topics,
         dsn=database_dsn(settings),
         policy=settings.policy(),
+        value_format=settings.change_value_format,
     )
     scheduler = Scheduler(
         reconciler=reconciler,

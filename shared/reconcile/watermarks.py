@@ -195,7 +195,7 @@ async def mark_rebuild(db: DbSession, spec: EntitySpec, connection: str) -> int:
         await clear_rebuild(db, spec, connection)
         status = await guarded(
             db.execute(
-                f"INSERT INTO mirror_rebuild SELECT $1, $2, id FROM {spec.table} "  # noqa: S608 - registry name
+                f"INSERT INTO mirror_rebuild SELECT $1, $2, id FROM {spec.mirror_table} "  # noqa: S608 - registry name
                 "WHERE connection = $1 AND deleted_at IS NULL AND out_of_scope_at IS NULL",
                 connection,
                 spec.rest_name,
@@ -223,7 +223,7 @@ async def unseen(db: DbSession, spec: EntitySpec, connection: str) -> list[int]:
     """Marked ids no page returned, still live in the mirror."""
     records = await guarded(
         db.fetch(
-            f"SELECT r.id FROM mirror_rebuild r JOIN {spec.table} t "  # noqa: S608 - registry name
+            f"SELECT r.id FROM mirror_rebuild r JOIN {spec.mirror_table} t "  # noqa: S608 - registry name
             "ON t.connection = r.connection AND t.id = r.id "
             "WHERE r.connection = $1 AND r.entity = $2 "
             "AND t.deleted_at IS NULL AND t.out_of_scope_at IS NULL ORDER BY r.id",

@@ -54,7 +54,7 @@ async def judge(
     }
     async with session(pool, f"read which {parent.rest_name} are in scope") as db:
         records = await db.fetch(
-            f"SELECT id FROM {parent.table} WHERE connection = $1 "  # noqa: S608 - registry name
+            f"SELECT id FROM {parent.mirror_table} WHERE connection = $1 "  # noqa: S608 - registry name
             "AND id = ANY($2::bigint[]) AND deleted_at IS NULL AND out_of_scope_at IS NULL",
             connection,
             sorted(parent_ids),

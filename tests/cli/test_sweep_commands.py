@@ -115,7 +115,7 @@ async def test_a_killed_backfill_resumes_without_re_reading(
 
 
 async def _mirrored(operator: Operator) -> list[dict[str, object]]:
-    return await operator.sql("SELECT id FROM tickets WHERE connection = 'acme'")
+    return await operator.sql("SELECT id FROM autotask.tickets WHERE connection = 'acme'")
 
 
 async def test_quick_sync_twice_runs_once_and_metadata_refreshes(

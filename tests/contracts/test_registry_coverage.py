@@ -1,8 +1,8 @@
 """Every registry entry is covered wherever the project needs it: a migration creating its mirror
-table (the mirror's columns, the entry's promoted columns, a labels view), a change topic declared
-compacted, a scope classification, and the delete logs and webhook defaults the services read. A
-failure names the entity and what it lacks. (Its Strimzi resource and ``schemas/`` contract are
-generated from the registry and pinned where they are generated.)
+table (the mirror's columns, the entry's promoted columns and UDFs, its views), a change topic
+declared compacted, a scope classification, and the delete logs and webhook defaults the
+services read. A failure names the entity and what it lacks. (Its Strimzi resource and
+``schemas/`` contract are generated from the registry and pinned where they are generated.)
 
 What is derived from the registry is checked through the code that derives it, so these tests
 also pin that nothing keeps a hand-written list beside the registry.
@@ -17,6 +17,7 @@ import pytest
 from services.provisioner.settings import ProvisionerSettings
 from shared.db import connect, create_pool, discover
 from shared.entities import (
+    MIRROR_SCHEMA,
     REGISTRY,
     EntitySpec,
     FollowsParent,
@@ -52,13 +53,18 @@ PG_TYPES = {
     "boolean": "boolean",
     "timestamptz": "timestamp with time zone",
 }
-FIX_MIGRATION = "add a migration in shared/db/migrations/ (like the contracts table in 0007)"
+FIX_MIGRATION = (
+    "add a migration in shared/db/migrations/ creating it in the schema autotask, with its views "
+    "and comments (like the contracts table in 0007 and 0011)"
+)
 
 
 # --- migrations -----------------------------------------------------------------------------
 @SPECS
 def test_a_migration_creates_the_mirror_table(spec: EntitySpec):
-    creates = re.compile(rf"\bCREATE\s+TABLE\s+{re.escape(spec.table)}\s*\(", re.IGNORECASE)
+    creates = re.compile(
+        rf"\bCREATE\s+TABLE\s+({MIRROR_SCHEMA}\.)?{re.escape(spec.table)}\s*\(", re.IGNORECASE
+    )
     assert any(creates.search(m.sql) for m in discover()), (
         f"{spec.rest_name}: no migration creates its mirror table {spec.table}: {FIX_MIGRATION}"
     )
@@ -70,20 +76,22 @@ async def test_each_mirror_table_has_the_mirror_and_promoted_columns(migrated_da
     try:
         rows = await db.fetch(
             "SELECT table_name, column_name, data_type, is_generated, generation_expression "
-            "FROM information_schema.columns WHERE table_schema = current_schema()"
+            "FROM information_schema.columns WHERE table_schema = $1",
+            MIRROR_SCHEMA,
         )
         keys = await db.fetch(
             "SELECT c.relname AS table_name, array_agg(a.attname::text ORDER BY a.attname) AS cols "
             "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
             "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-            "WHERE i.indisprimary AND c.relnamespace = current_schema()::regnamespace "
-            "GROUP BY c.relname"
+            "WHERE i.indisprimary AND c.relnamespace = $1::regnamespace "
+            "GROUP BY c.relname",
+            MIRROR_SCHEMA,
         )
         views = {
             r["table_name"]
             for r in await db.fetch(
-                "SELECT table_name FROM information_schema.views "
-                "WHERE table_schema = current_schema()"
+                "SELECT table_name FROM information_schema.views WHERE table_schema = $1",
+                MIRROR_SCHEMA,
             )
         }
     finally:
@@ -121,17 +129,25 @@ async def test_each_mirror_table_has_the_mirror_and_promoted_columns(migrated_da
                     f"{spec.table}.{promoted.column}: not generated from "
                     f"{promoted.json_field!r}: {found['generation_expression']}"
                 )
-        unlisted = generated - {c.column for c in spec.promoted}
+        udfs = columns.get("udfs")
+        if spec.udfs and (
+            udfs is None or (udfs["data_type"], udfs["is_generated"]) != ("jsonb", "ALWAYS")
+        ):
+            problems.append(f"{spec.table}.udfs: want jsonb generated from userDefinedFields")
+        unlisted = (
+            generated - {c.column for c in spec.promoted} - ({"udfs"} if spec.udfs else set())
+        )
         if unlisted:
             problems.append(
                 f"{spec.table}: generated columns {sorted(unlisted)} are not in the registry's "
                 "promoted columns (the topic schemas describe those)"
             )
-        if f"{spec.table}_labeled" not in views:
-            problems.append(
-                f"{spec.rest_name}: no view {spec.table}_labeled (picklist labels beside the "
-                "mirror, docs/configuration.md): create it in the table's migration"
-            )
+        for view in (f"{spec.table}_labeled", f"{spec.table}_live"):
+            if view not in views:
+                problems.append(
+                    f"{spec.rest_name}: no view {MIRROR_SCHEMA}.{view} (picklist labels beside "
+                    "the mirror, docs/consumers.md): create it in the table's migration"
+                )
     assert problems == []
 
 

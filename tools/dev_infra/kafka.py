@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import secrets
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,16 +26,15 @@ from pathlib import Path
 from shared.errors import InfrastructureError
 from tools.dev_infra.certificates import Authority, KeyPair, authority
 from tools.dev_infra.launch import ServerProcess, launch, run_checked
+from tools.dev_infra.maven import cache_root, copy_dependencies
 from tools.dev_infra.processes import free_port, require_tool
 
 KAFKA_VERSION = "4.2.1"
 SCALA_VERSION = "2.13.17"
 LOG4J_VERSION = "2.25.4"
 SLF4J_VERSION = "1.7.36"
-DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 
 _INSTALL_JAVA = "a Java 17+ runtime, e.g. `apt-get install openjdk-17-jre-headless`"
-_INSTALL_MAVEN = "Apache Maven, e.g. `apt-get install maven`"
 
 _POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -65,7 +62,7 @@ _POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
 </project>
 """
 
-_LOG4J2 = """status = warn
+LOG4J2_WARNINGS_TO_STDERR = """status = warn
 appender.stderr.type = Console
 appender.stderr.name = STDERR
 appender.stderr.target = SYSTEM_ERR
@@ -73,9 +70,15 @@ appender.stderr.layout.type = PatternLayout
 appender.stderr.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = WARN
 rootLogger.appenderRef.stderr.ref = STDERR
-logger.raft.name = kafka.server.KafkaRaftServer
+"""
+"""A log4j2 configuration for the JVMs started here (the broker, Kafka Connect): warnings and
+errors on stderr, which the process owner keeps."""
+_LOG4J2 = (
+    LOG4J2_WARNINGS_TO_STDERR
+    + """logger.raft.name = kafka.server.KafkaRaftServer
 logger.raft.level = INFO
 """
+)
 
 
 JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
@@ -85,50 +88,16 @@ mostly the optimizing compiler's work), which counts on a two-core machine runni
 parallel."""
 
 
-def cache_root() -> Path:
-    """Where downloads are cached: ``$AUTOTASK_SYNC_CACHE_DIR`` or ``~/.cache/autotask-sync``."""
-    configured = os.environ.get("AUTOTASK_SYNC_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "autotask-sync"
-
-
 def resolve_jars(cache_dir: Path | None = None) -> Path:
     """Return the folder holding the broker's jars, downloading them with Maven on first use."""
-    jar_dir = (cache_dir or cache_root()) / f"kafka-{KAFKA_VERSION}" / "lib"
-    done_marker = jar_dir.parent / ".complete"
-    if done_marker.exists():
-        return jar_dir
-    mvn = require_tool("mvn", [], _INSTALL_MAVEN)
-    jar_dir.parent.mkdir(parents=True, exist_ok=True)
-    pom = jar_dir.parent / "pom.xml"
-    pom.write_text(_POM)
-    log = jar_dir.parent / "maven.log"
-    with log.open("wb") as out:
-        result = subprocess.run(
-            [
-                str(mvn),
-                "-B",
-                "-q",
-                "-f",
-                str(pom),
-                f"{DEPENDENCY_PLUGIN}:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={jar_dir}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=False,
-            timeout=900,
-        )
-    if result.returncode != 0 or not any(jar_dir.glob("kafka_2.13-*.jar")):
-        raise InfrastructureError(
-            f"Maven could not fetch Kafka {KAFKA_VERSION} from Maven Central (see {log}); "
-            "check network access to Maven Central or set KAFKA_BOOTSTRAP_SERVERS to an "
-            "existing broker"
-        )
-    done_marker.write_text(KAFKA_VERSION)
-    return jar_dir
+    return copy_dependencies(
+        (cache_dir or cache_root()) / f"kafka-{KAFKA_VERSION}",
+        _POM,
+        expect="kafka_2.13-*.jar",
+        what=f"Kafka {KAFKA_VERSION}",
+        advice="check network access to Maven Central or set KAFKA_BOOTSTRAP_SERVERS to an "
+        "existing broker",
+    )
 
 
 def new_cluster_id() -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from shared.errors import InfrastructureError, MissingToolError
-from tools.dev_infra.kafka import cache_root
+from tools.dev_infra.maven import cache_root
 
 KUSTOMIZE_VERSION = "v5.7.1"
 """Pinned kustomize. Its go.mod asks for Go 1.22.7, so current Go (1.26) and Debian 12's

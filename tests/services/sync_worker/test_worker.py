@@ -107,9 +107,11 @@ async def test_sigkill_mid_batch_loses_nothing_and_regresses_nothing(deployment)
         sim.set_faults(latency=timedelta(milliseconds=150))
         worker = await deployment.worker(AUTOTASK_SYNC_MAX_IDS_PER_FETCH="50")
         await produce_callouts(deployment.bootstrap, deployment.topics, "acme", _everything(sim))
-        await eventually(lambda: _count(deployment.dsn, "tickets"), within=timedelta(seconds=8))
+        await eventually(
+            lambda: _count(deployment.dsn, TICKETS.mirror_table), within=timedelta(seconds=8)
+        )
         await worker.kill()
-        partial = await _count(deployment.dsn, "tickets")
+        partial = await _count(deployment.dsn, TICKETS.mirror_table)
         assert 0 < partial < len(truth(sim, "Tickets"))  # it really was killed half-way
         sim.clear_faults()
         await deployment.worker()
@@ -117,7 +119,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_regresses_nothing(deployment)
         db = await connect(deployment.dsn)
         try:
             duplicates = await db.fetchval(
-                "SELECT count(*) - count(DISTINCT (connection, id)) FROM tickets"
+                "SELECT count(*) - count(DISTINCT (connection, id)) FROM autotask.tickets"
             )
         finally:
             await db.close()
@@ -155,7 +157,7 @@ async def test_scope_keeps_excluded_queues_out_and_marks_tickets_that_leave(depl
             db = await connect(deployment.dsn)
             try:
                 rows = await db.fetch(
-                    "SELECT id, queue_id, out_of_scope_at IS NOT NULL AS out FROM tickets"
+                    "SELECT id, queue_id, out_of_scope_at IS NOT NULL AS out FROM autotask.tickets"
                 )
             finally:
                 await db.close()

@@ -29,7 +29,7 @@ from shared.errors import (
     ThreadLimitError,
     ZoneLookupError,
 )
-from tests.helpers.clients import MakeClient, requests_to, truth
+from tests.helpers.clients import MakeClient, api_rows, requests_to
 from tools.autotask_sim import ApiBehaviour, EntityPermission, SecurityLevel, SimulatorConfig
 from tools.autotask_sim.server import Simulator
 
@@ -113,7 +113,7 @@ async def test_server_errors_are_retried_then_raised(sim, make_client, clock: Ma
     sim.set_faults(rate_500=1.0, endpoints=["Companies"])
     client = await make_client(config=ClientConfig(retry=RetryPolicy(max_attempts=3)))
     with pytest.raises(AutotaskServerError, match="server error on GET Companies \\(HTTP 500\\)"):
-        await client.get("Companies", truth(sim, "Companies")[0]["id"])
+        await client.get("Companies", api_rows(sim, "Companies")[0]["id"])
     assert requests_to(sim, "Companies") == 3
     assert len(clock.sleeps) == 2
 
@@ -143,7 +143,7 @@ async def test_truncated_bodies_are_retriable(sim, make_client, clock: ManualClo
         clock.on_sleep.append(heal)
     client = await make_client(config=ClientConfig(retry=RetryPolicy(max_attempts=3)))
     if recover:
-        assert await client.query_all("Companies") == truth(sim, "Companies")
+        assert await client.query_all("Companies") == api_rows(sim, "Companies")
         return
     with pytest.raises(AutotaskConnectionError, match="truncated or malformed JSON"):
         await client.query_all("Companies")

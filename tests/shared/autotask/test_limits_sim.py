@@ -19,7 +19,7 @@ from shared.autotask import (
 )
 from shared.errors import DeadlineExceededError
 from shared.metrics import AUTOTASK_RETRIES
-from tests.helpers.clients import MakeClient, requests_to, truth
+from tests.helpers.clients import MakeClient, api_rows, requests_to
 from tools.autotask_sim.server import Simulator
 
 
@@ -29,7 +29,7 @@ def retries(reason: str) -> float:
 
 async def test_concurrency_never_exceeds_the_cap(sim: Simulator, client: AutotaskClient):
     sim.set_faults(latency=timedelta(milliseconds=20))  # long enough for calls to overlap
-    tickets = truth(sim, "Tickets")[:50]
+    tickets = api_rows(sim, "Tickets")[:50]
     got = await asyncio.gather(*(client.get("Tickets", t["id"]) for t in tickets))
     assert got == tickets
     stats = sim.state.requests
@@ -44,8 +44,8 @@ async def test_configured_cap_is_per_endpoint(sim: Simulator, make_client: MakeC
     )
     sim.set_faults(latency=timedelta(milliseconds=10))
     await asyncio.gather(
-        *(client.get("Companies", c["id"]) for c in truth(sim, "Companies")[:10]),
-        *(client.get("Tickets", t["id"]) for t in truth(sim, "Tickets")[:10]),
+        *(client.get("Companies", c["id"]) for c in api_rows(sim, "Companies")[:10]),
+        *(client.get("Tickets", t["id"]) for t in api_rows(sim, "Tickets")[:10]),
     )
     assert sim.state.requests.peak("Companies") == 1
     assert sim.state.requests.peak("Tickets") == 3
@@ -63,7 +63,7 @@ async def test_429_pauses_for_retry_after_or_60s_then_succeeds(
 
     clock.on_sleep.append(recover)
     before = retries("rate_limit")
-    company = truth(sim, "Companies")[0]
+    company = api_rows(sim, "Companies")[0]
     assert await client.get("Companies", company["id"]) == company
     assert clock.sleeps == [60.0 if retry_after is None else 7.0]
     assert sim.state.requests.by_endpoint_status[("Companies", 429)] == 1  # no hot retry
@@ -86,7 +86,7 @@ async def test_thread_limit_with_or_without_429_is_backed_off_and_retried(
         )
     )
     before = retries("thread_limit")
-    tickets = truth(sim, "Tickets")[:16]
+    tickets = api_rows(sim, "Tickets")[:16]
     got = await asyncio.gather(*(client.get("Tickets", t["id"]) for t in tickets))
     assert got == tickets
     rejections = sum(sim.state.requests.thread_rejections.values())
@@ -101,7 +101,7 @@ async def test_hourly_limit_pauses_the_whole_connection(
     sim: Simulator, client: AutotaskClient, clock: ManualClock
 ):
     sim.set_limits(hourly_limit=100, latency_at_50=timedelta(0), latency_at_75=timedelta(0))
-    companies, tickets = truth(sim, "Companies"), truth(sim, "Tickets")
+    companies, tickets = api_rows(sim, "Companies"), api_rows(sim, "Tickets")
     await client.get("Companies", companies[0]["id"])  # reads usage: ~2%
     await _use_budget(sim, 98)  # another integration spends the rest; our estimate lags
     during_pause: list[tuple[int, float]] = []
@@ -143,7 +143,7 @@ async def test_sweeps_pause_at_90_percent_while_webhook_work_goes_through(
     client = await make_client(
         config=ClientConfig(retry=RetryPolicy(deadline=timedelta(seconds=300)))
     )
-    companies = truth(sim, "Companies")
+    companies = api_rows(sim, "Companies")
 
     webhook_fetch = await client.get("Companies", companies[0]["id"], priority=Priority.WEBHOOK)
     assert webhook_fetch == companies[0]
@@ -170,7 +170,7 @@ async def test_a_paused_sweep_resumes_when_usage_falls(
         sim.reset_counters()
 
     clock.on_sleep.append(window_rolls)
-    company = truth(sim, "Companies")[3]
+    company = api_rows(sim, "Companies")[3]
     assert await client.get("Companies", company["id"], priority=Priority.SWEEP) == company
     assert clock.sleeps == [60.0]
 
@@ -181,7 +181,7 @@ async def test_sweeps_slow_down_above_half_the_budget(
     sim = budget_sim
     await _use_budget(sim, 69)  # + our usage reading = 70%
     client = await make_client()
-    company = truth(sim, "Companies")[0]
+    company = api_rows(sim, "Companies")[0]
     await client.get("Companies", company["id"], priority=Priority.WEBHOOK)
     assert clock.sleeps == []  # webhook work is not slowed
     await client.get("Companies", company["id"], priority=Priority.SWEEP)

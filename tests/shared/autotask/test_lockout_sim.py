@@ -17,7 +17,7 @@ from shared.autotask import (
 )
 from shared.autotask._clock import Clock
 from shared.errors import AuthenticationError, AuthenticationPausedError
-from tests.helpers.clients import MakeClient, connection_for, requests_to, truth
+from tests.helpers.clients import MakeClient, api_rows, connection_for, requests_to
 from tools.autotask_sim.server import Simulator
 
 
@@ -66,8 +66,8 @@ async def test_a_backlog_at_start_spends_one_login_not_one_per_call(
 ):
     client = await make_client(secret="not-the-secret")
     results = await asyncio.gather(
-        *(client.get("Tickets", t["id"]) for t in truth(sim, "Tickets")[:20]),
-        *(client.get("Companies", c["id"]) for c in truth(sim, "Companies")[:20]),
+        *(client.get("Tickets", t["id"]) for t in api_rows(sim, "Tickets")[:20]),
+        *(client.get("Companies", c["id"]) for c in api_rows(sim, "Companies")[:20]),
         return_exceptions=True,
     )
     assert all(isinstance(r, AuthenticationError) for r in results)
@@ -79,7 +79,7 @@ async def test_once_the_login_works_calls_run_concurrently_again(
     sim: Simulator, client: AutotaskClient
 ):
     sim.set_faults(latency=timedelta(milliseconds=20))
-    tickets = truth(sim, "Tickets")[:30]
+    tickets = api_rows(sim, "Tickets")[:30]
     assert await asyncio.gather(*(client.get("Tickets", t["id"]) for t in tickets)) == tickets
     assert sim.state.requests.peak("Tickets") == 3
 
@@ -129,7 +129,7 @@ async def test_a_good_login_after_the_cool_down_ends_the_pause(sim: Simulator, c
         with pytest.raises(AuthenticationPausedError):
             await good.count("Companies")  # the pause is the connection's
         clock.advance(301)
-        assert await good.count("Companies") == len(truth(sim, "Companies"))
+        assert await good.count("Companies") == len(api_rows(sim, "Companies"))
         assert await good.count("Companies")  # and the failures are forgotten
         with pytest.raises(AuthenticationError) as again:
             await bad.count("Companies")
@@ -144,7 +144,7 @@ async def test_a_good_login_after_the_cool_down_ends_the_pause(sim: Simulator, c
 async def test_a_zone_move_is_not_a_failure(sim: Simulator, client: AutotaskClient):
     await client.count("Companies")
     sim.move_zone(22)
-    assert await client.count("Companies") == len(truth(sim, "Companies"))
+    assert await client.count("Companies") == len(api_rows(sim, "Companies"))
     assert await client.count("Companies")
     assert failed_logins(sim) == 0
 
@@ -166,7 +166,7 @@ async def test_a_process_that_worked_before_the_pause_tries_again_with_one_call(
         sim.state.api_user.secret = "rotated-in-autotask"  # now this client's is wrong too
         clock.advance(301)
         results = await asyncio.gather(
-            *(good.get("Tickets", t["id"]) for t in truth(sim, "Tickets")[:10]),
+            *(good.get("Tickets", t["id"]) for t in api_rows(sim, "Tickets")[:10]),
             return_exceptions=True,
         )
         assert sum(isinstance(r, AuthenticationPausedError) for r in results) == 9

@@ -12,7 +12,7 @@ import pytest
 from shared.autotask import AutotaskClient, Child, F, Query, and_, or_, parse_timestamp, udf
 from shared.autotask._query import Condition
 from shared.errors import NotFoundError
-from tests.helpers.clients import requests_to, truth
+from tests.helpers.clients import api_rows, requests_to
 from tools.autotask_sim import ApiBehaviour, SimulatorConfig
 from tools.autotask_sim.server import Simulator
 
@@ -22,12 +22,12 @@ def ids(rows: list[dict[str, Any]]) -> list[int]:
 
 
 async def test_get_by_id_equals_truth(sim: Simulator, client: AutotaskClient):
-    for expected in truth(sim, "Tickets")[:5]:
+    for expected in api_rows(sim, "Tickets")[:5]:
         assert await client.get("Tickets", expected["id"]) == expected
 
 
 async def test_paging_walks_every_page_posting_the_same_body(sim, client):
-    expected = truth(sim, "Tickets")
+    expected = api_rows(sim, "Tickets")
     pages = [page async for page in client.query_pages("Tickets", Query.all().limit(37))]
     assert len(pages) == math.ceil(len(expected) / 37) == 6
     assert [page.number for page in pages] == [1, 2, 3, 4, 5, 6]
@@ -40,7 +40,7 @@ async def test_paging_walks_every_page_posting_the_same_body(sim, client):
 
 async def test_query_items_and_count(sim, client):
     query = Query.where(F("status").eq(1)).limit(7)
-    expected = [t for t in truth(sim, "Tickets") if t["status"] == 1]
+    expected = [t for t in api_rows(sim, "Tickets") if t["status"] == 1]
     assert len(expected) > 7  # so paging is involved
     assert [t async for t in client.query("Tickets", query)] == expected
     assert await client.count("Tickets", query) == len(expected)
@@ -75,7 +75,7 @@ OPERATOR_CASES: list[tuple[str, Callable[[list[dict]], tuple[Condition, Callable
 
 @pytest.mark.parametrize(("op", "case"), OPERATOR_CASES, ids=[c[0] for c in OPERATOR_CASES])
 async def test_every_operator_returns_what_the_simulator_holds(sim, client, op, case):
-    rows = truth(sim, "Tickets")
+    rows = api_rows(sim, "Tickets")
     condition, matches = case(rows)
     assert condition.op.value == op
     expected = [r for r in rows if matches(r.get(condition.field))]
@@ -85,7 +85,7 @@ async def test_every_operator_returns_what_the_simulator_holds(sim, client, op, 
 
 
 async def test_nested_groups(sim, client):
-    rows = truth(sim, "Tickets")
+    rows = api_rows(sim, "Tickets")
     query = Query.where(
         F("priority").noteq(4),
         or_(
@@ -104,7 +104,7 @@ async def test_nested_groups(sim, client):
 
 
 async def test_udf_condition(sim, client):
-    rows = truth(sim, "Tickets")
+    rows = api_rows(sim, "Tickets")
 
     def impact(row: dict[str, Any]) -> str | None:
         return next(
@@ -119,15 +119,15 @@ async def test_udf_condition(sim, client):
 
 
 async def test_include_fields_trims_rows(sim, client):
-    query = Query.where(F("id").lte(truth(sim, "Companies")[9]["id"])).include("companyName")
+    query = Query.where(F("id").lte(api_rows(sim, "Companies")[9]["id"])).include("companyName")
     got = await client.query_all("Companies", query)
     assert got == [
-        {"id": c["id"], "companyName": c["companyName"]} for c in truth(sim, "Companies")[:10]
+        {"id": c["id"], "companyName": c["companyName"]} for c in api_rows(sim, "Companies")[:10]
     ]
 
 
 async def test_batch_fetch_returns_found_and_missing_in_few_calls(sim, client):
-    rows = truth(sim, "Tickets")
+    rows = api_rows(sim, "Tickets")
     present = [r["id"] for r in rows[::2]] + [rows[3]["id"], rows[3]["id"]]  # duplicates too
     absent = [10**9 + i for i in range(7)]
     before = requests_to(sim, "Tickets")
@@ -146,13 +146,13 @@ async def test_batch_fetch_returns_found_and_missing_in_few_calls(sim, client):
 
 
 async def test_batch_fetch_with_include_fields(sim, client):
-    rows = truth(sim, "Companies")[:5]
+    rows = api_rows(sim, "Companies")[:5]
     result = await client.fetch_by_ids("Companies", ids(rows), include_fields=["companyName"])
     assert result.found == {r["id"]: {"id": r["id"], "companyName": r["companyName"]} for r in rows}
 
 
 async def test_child_collection_lists_the_parents_rows(sim, client):
-    notes = truth(sim, "TicketNotes")
+    notes = api_rows(sim, "TicketNotes")
     ticket_id = notes[0]["ticketID"]
     expected = [n for n in notes if n["ticketID"] == ticket_id]
     got = await client.list_children(Child("Tickets", ticket_id, "Notes"))

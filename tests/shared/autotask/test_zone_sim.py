@@ -9,7 +9,7 @@ import pytest
 from shared.autotask import ClientConfig, Query
 from shared.errors import AuthenticationError, ZoneLookupError
 from shared.metrics import AUTOTASK_RETRIES
-from tests.helpers.clients import MakeClient, requests_to, truth
+from tests.helpers.clients import MakeClient, api_rows, requests_to
 from tools.autotask_sim import ApiBehaviour, SimulatorConfig
 
 
@@ -28,7 +28,7 @@ async def test_discovers_the_zone_once_and_caches_it(sim, make_client: MakeClien
     assert root == sim.rest_url.rstrip("/")  # normalised whichever way the API answered
     assert client.zone.info is not None
     assert client.zone.info.zone_name == "America East 2"
-    for company in truth(sim, "Companies")[:5]:
+    for company in api_rows(sim, "Companies")[:5]:
         assert (await client.get("Companies", company["id"]))["id"] == company["id"]
     assert requests_to(sim, "zoneInformation") == 1
 
@@ -43,7 +43,7 @@ async def test_cache_expires_after_its_ttl(sim, make_client: MakeClient, clock):
 
 async def test_zone_move_is_followed_after_one_401(sim, make_client: MakeClient):
     client = await make_client()
-    company = truth(sim, "Companies")[0]
+    company = api_rows(sim, "Companies")[0]
     await client.get("Companies", company["id"])
     old_root = await client.rest_root()
     retries = AUTOTASK_RETRIES.labels("test", "auth_zone")._value.get()
@@ -63,7 +63,7 @@ async def test_paging_survives_a_zone_move_half_way(sim, make_client: MakeClient
         rows.extend(page.items)
         if page.number == 2:
             sim.move_zone(15)
-    assert rows == truth(sim, "Tickets")
+    assert rows == api_rows(sim, "Tickets")
     assert await client.rest_root() == sim.rest_url
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from shared.autotask import Query
-from tests.helpers.clients import MakeClient, requests_to, truth
+from tests.helpers.clients import MakeClient, api_rows, requests_to
 from tools.autotask_sim import ApiBehaviour, SimulatorConfig
 from tools.autotask_sim.server import Simulator
 
@@ -29,13 +29,13 @@ async def test_discovered_zone_url_in_either_form(
     assert sim.zone_url.endswith("/") is sim_config.api.zone_url_trailing_slash
     client = await make_client()
     assert await client.rest_root() == sim.rest_url  # one root, whatever the answer's form
-    company = truth(sim, "Companies")[3]
+    company = api_rows(sim, "Companies")[3]
     assert await client.get("Companies", company["id"]) == company
     # nextPageUrl is absolute: walking pages must not be thrown off by the join either.
     rows = []
     async for page in client.query_pages("Tickets", Query.all().limit(7)):
         rows.extend(page.items)
-    assert rows == truth(sim, "Tickets")
+    assert rows == api_rows(sim, "Tickets")
     assert requests_to(sim, "zoneInformation") == 1
     assert sim.state.requests.by_status.get(404, 0) == 0
 
@@ -51,6 +51,6 @@ async def test_configured_zone_url_in_any_form(
     }[form]
     client = await make_client(zone_url=url)
     assert await client.rest_root() == sim.rest_url
-    assert await client.count("Companies") == len(truth(sim, "Companies"))
+    assert await client.count("Companies") == len(api_rows(sim, "Companies"))
     assert requests_to(sim, "zoneInformation") == 0
     assert sim.state.requests.by_status.get(404, 0) == 0

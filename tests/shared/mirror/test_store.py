@@ -22,7 +22,8 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def ticket(entity_id: int, minute: int, title: str = "Printer down", **extra) -> dict:
-    stamp = (T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+    moment = T0 + timedelta(minutes=minute)
+    stamp = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {
         "id": entity_id,
         "title": title,
@@ -67,7 +68,7 @@ async def test_create_update_unchanged_stale(db):
     [stale] = await upsert(db, TICKETS, "acme", [snap(ticket(1, 3, "Old"), 9)], origin="sweep")
     assert stale.outcome == "stale"
     assert (await live_rows(db, TICKETS, "acme"))[1]["title"] == "Fixed"
-    row = await db.fetchrow("SELECT * FROM tickets WHERE connection = 'acme' AND id = 1")
+    row = await db.fetchrow("SELECT * FROM autotask.tickets WHERE connection = 'acme' AND id = 1")
     assert row["origin"] == "webhook"
     assert (row["ticket_number"], row["status"], row["queue_id"]) == (None, 1, 8)
 
@@ -116,7 +117,7 @@ async def test_out_of_scope_entities_never_enter_and_leavers_are_marked(db):
         db, TICKETS, "acme", [snap(ticket(5, 0, queueID=99), 1, in_scope=False)], origin="webhook"
     )
     assert (skipped.outcome, skipped.op) == ("out_of_scope_skipped", None)
-    assert await db.fetchval("SELECT count(*) FROM tickets WHERE id = 5") == 0
+    assert await db.fetchval("SELECT count(*) FROM autotask.tickets WHERE id = 5") == 0
 
     await upsert(db, TICKETS, "acme", [snap(ticket(6, 0), 1)], origin="webhook")
     [left] = await upsert(
@@ -160,7 +161,7 @@ async def test_promoted_columns_tolerate_unexpected_shapes(db):
                "lastTrackedModifiedDateTime": "2026-11-01T12:00:00Z"}  # fmt: skip
     [created] = await upsert(db, COMPANIES, "acme", [snap(company, 1)], origin="sweep")
     assert created.outcome == "created"
-    row = await db.fetchrow("SELECT company_type, is_active, company_name FROM companies")
+    row = await db.fetchrow("SELECT company_type, is_active, company_name FROM autotask.companies")
     assert tuple(row) == (None, None, "Acme")
 
 

@@ -85,7 +85,7 @@ class Rig:
 
     async def live(self, entity: EntitySpec) -> set[int]:
         rows = await self.fetch(
-            f"SELECT id FROM {entity.table} WHERE connection = $1 "  # noqa: S608 - registry name
+            f"SELECT id FROM {entity.mirror_table} WHERE connection = $1 "  # noqa: S608 - registry name
             "AND deleted_at IS NULL AND out_of_scope_at IS NULL",
             CONNECTION,
         )

@@ -131,7 +131,7 @@ async def test_metadata_labels_follow_the_psa(rig: Rig) -> None:
     assert {r["name"] for r in udfs} == {"External Reference", "Customer Impact"}
     ticket = next(t for t in truth(rig.sim, "Tickets") if t["status"] == 5)
     labeled = await rig.fetch(
-        "SELECT status_label FROM tickets_labeled WHERE id = $1", ticket["id"]
+        "SELECT status_label FROM autotask.tickets_labeled WHERE id = $1", ticket["id"]
     )
     assert labeled[0]["status_label"] == "Complete"
 
@@ -141,7 +141,7 @@ async def test_metadata_labels_follow_the_psa(rig: Rig) -> None:
                     requested_at=datetime.now(UTC) + timedelta(minutes=3))  # fmt: skip
         assert (await rig.reconcilers[0].run(again)).outcome == "succeeded"
     labeled = await rig.fetch(
-        "SELECT status_label FROM tickets_labeled WHERE id = $1", ticket["id"]
+        "SELECT status_label FROM autotask.tickets_labeled WHERE id = $1", ticket["id"]
     )
     assert labeled[0]["status_label"] == "Done"
 

@@ -91,8 +91,8 @@ async def _mirror(pool: Pool, spec: EntitySpec, rows: dict[int, str]) -> None:
     async with pool.acquire() as db:
         for entity_id, state in rows.items():
             await db.execute(
-                f"INSERT INTO {spec.table} (connection, id, entity, fetched_at, content_hash, "  # noqa: S608 - registry name
-                "origin, deleted_at, out_of_scope_at) "
+                f"INSERT INTO {spec.mirror_table} (connection, id, entity, fetched_at, "  # noqa: S608 - registry name
+                "content_hash, origin, deleted_at, out_of_scope_at) "
                 "VALUES ('acme', $1, $2, now(), '\\x00', 'sweep', "
                 "CASE WHEN $3 THEN now() END, CASE WHEN $4 THEN now() END)",
                 entity_id,
