@@ -65,6 +65,12 @@ def env_names(field_name: str) -> tuple[str, ...]:
     return (prefixed, bare) if bare else (prefixed,)
 
 
+def env_name(field_name: str) -> str:
+    """The variable a setting is named by in messages that say what to fix (``kafka_sasl_password``
+    -> ``AUTOTASK_SYNC_KAFKA_SASL_PASSWORD``)."""
+    return env_names(field_name)[0]
+
+
 def configured_value(field_name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The value the environment gives a setting, by the same precedence the settings use.
 
@@ -424,4 +430,4 @@ def _env_name(cls: type[BaseSettings], field_name: str) -> str:
         return str(alias.choices[0])
     if isinstance(alias, str):
         return alias
-    return ENV_PREFIX + field_name.upper()
+    return env_name(field_name)

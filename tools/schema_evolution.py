@@ -13,7 +13,7 @@ generates. It is conservative: an edit of a keyword it cannot judge counts as br
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 Schema = Mapping[str, Any]
@@ -21,24 +21,6 @@ Schema = Mapping[str, Any]
 _ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$comment", "examples"})
 _LOWER_BOUNDS = frozenset({"minimum", "exclusiveMinimum", "minLength", "minItems"})
 _UPPER_BOUNDS = frozenset({"maximum", "exclusiveMaximum", "maxLength", "maxItems"})
-_HANDLED = frozenset(
-    {
-        "type",
-        "enum",
-        "const",
-        "required",
-        "properties",
-        "additionalProperties",
-        "items",
-        "anyOf",
-        "oneOf",
-        "allOf",
-        "then",
-        "else",
-        "$defs",
-        "x-kafka",
-    }
-)
 
 
 def compatible(old: Schema, new: Schema) -> bool:
@@ -69,8 +51,9 @@ def breaking_changes(old: Schema, new: Schema, path: str = "") -> list[str]:
 
 
 def _keyword(keyword: str, old: Any, new: Any, where: str) -> list[str]:
-    if keyword in _HANDLED:
-        return _HANDLERS[keyword](old, new, where)
+    handler = _HANDLERS.get(keyword)
+    if handler is not None:
+        return handler(old, new, where)
     if keyword in _LOWER_BOUNDS:
         return [] if new >= old else [f"{where}: lowered from {old} to {new}"]
     if keyword in _UPPER_BOUNDS:
@@ -113,10 +96,6 @@ def _additional(old: Any, new: Any, where: str) -> list[str]:
     return []
 
 
-def _schema(old: Any, new: Any, where: str) -> list[str]:
-    return breaking_changes(old, new, where)
-
-
 def _alternatives(old: Any, new: Any, where: str) -> list[str]:
     """``anyOf`` / ``oneOf``: each new alternative narrows the old one at its place."""
     if len(new) > len(old):
@@ -136,10 +115,6 @@ def _pairwise(old: Sequence[Schema], new: Sequence[Schema], where: str) -> list[
     for index, (before, after) in enumerate(zip(old, new, strict=True)):
         problems += breaking_changes(before, after, f"{where}[{index}]")
     return problems
-
-
-def _definitions(old: Any, new: Any, where: str) -> list[str]:
-    return _properties(old, new, where)
 
 
 def _kafka(old: Any, new: Any, where: str) -> list[str]:
@@ -173,20 +148,20 @@ def _as_set(types: Any) -> set[str]:
     return {types} if isinstance(types, str) else set(types)
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Callable[[Any, Any, str], list[str]]] = {
     "type": _types,
     "enum": _enum,
     "const": _const,
     "required": _required,
     "properties": _properties,
     "additionalProperties": _additional,
-    "items": _schema,
-    "then": _schema,
-    "else": _schema,
+    "items": breaking_changes,
+    "then": breaking_changes,
+    "else": breaking_changes,
     "anyOf": _alternatives,
     "oneOf": _alternatives,
     "allOf": _all_of,
-    "$defs": _definitions,
+    "$defs": _properties,  # named schemas, compared like properties
     "x-kafka": _kafka,
 }
 

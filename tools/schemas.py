@@ -285,19 +285,17 @@ def _change_headers(entity: EntitySpec, examples: list[Message]) -> list[Schema]
 
 
 def _change_key_schema(topic: str) -> Schema:
-    return {
-        "$schema": DRAFT,
-        "$id": key_schema_file(topic),
-        "title": f"{topic} key",
-        "description": 'Which row: compact JSON with sorted keys, {"connection":"acme","id":42}.',
-        "type": "object",
-        "required": ["connection", "id"],
-        "properties": {
+    return _key_schema(
+        topic,
+        'Which row: compact JSON with sorted keys, {"connection":"acme","id":42}.',
+        type="object",
+        required=["connection", "id"],
+        properties={
             "connection": {"type": "string", "pattern": CONNECTION_NAME_PATTERN},
             "id": {"type": "integer", "minimum": 0},
         },
-        "additionalProperties": False,
-    }
+        additionalProperties=False,
+    )
 
 
 def _change_examples(entity: EntitySpec) -> list[Message]:
@@ -399,14 +397,9 @@ def _callout_schema(topics: Topics, examples: list[Message]) -> Schema:
 def _callout_key_schema(topic: str, description: str) -> Schema:
     connection = CONNECTION_NAME_PATTERN.removeprefix("^").removesuffix("$")
     entity_types = "|".join(spec.callout_type for spec in webhook_entities())
-    return {
-        "$schema": DRAFT,
-        "$id": key_schema_file(topic),
-        "title": f"{topic} key",
-        "description": description,
-        "type": "string",
-        "pattern": f"^{connection}:({entity_types}):[0-9]+$",
-    }
+    return _key_schema(
+        topic, description, type="string", pattern=f"^{connection}:({entity_types}):[0-9]+$"
+    )
 
 
 def _control_schema(topics: Topics) -> Schema:
@@ -424,14 +417,12 @@ def _control_schema(topics: Topics) -> Schema:
 
 
 def _control_key_schema(topic: str) -> Schema:
-    return {
-        "$schema": DRAFT,
-        "$id": key_schema_file(topic),
-        "title": f"{topic} key",
-        "description": "The connection the event is about (text).",
-        "type": "string",
-        "pattern": CONNECTION_NAME_PATTERN,
-    }
+    return _key_schema(
+        topic,
+        "The connection the event is about (text).",
+        type="string",
+        pattern=CONNECTION_NAME_PATTERN,
+    )
 
 
 def _dlq_schema(topics: Topics, examples: list[Message]) -> Schema:
@@ -524,6 +515,17 @@ def _require_described(what: str, produced: set[str], described: Mapping[str, An
     missing = sorted(produced - described.keys())
     if missing:
         raise SchemaGap(f"{what}: the code produces {missing}: describe them in tools/schemas.py")
+
+
+def _key_schema(topic: str, description: str, **shape: Any) -> Schema:
+    """The schema of ``topic``'s keys, of the given ``shape`` (``type``, ``pattern``, ...)."""
+    return {
+        "$schema": DRAFT,
+        "$id": key_schema_file(topic),
+        "title": f"{topic} key",
+        "description": description,
+        **shape,
+    }
 
 
 def _topic_config(topics: Topics, topic: str) -> Mapping[str, str]:

@@ -50,6 +50,7 @@ from shared.metrics import (
     GATEWAY_SPOOL_ROWS,
 )
 from shared.runtime.backoff import Backoff, Retry
+from shared.runtime.runner import until_stopped
 
 log = get_logger(__name__)
 
@@ -174,16 +175,8 @@ class Drainer:
     async def _round_unless_stopped(self, stop: asyncio.Event) -> int:
         """One round; abandoned when ``stop`` is set (a send to a Kafka that is away can take
         the producer's whole request timeout). Its rows stay, to be sent again, at worst twice."""
-        round_ = asyncio.ensure_future(self._guarded_round())
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({round_, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-        if not round_.done():
-            round_.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await round_
+        round_ = await until_stopped(self._guarded_round(), stop)
+        if round_.cancelled():
             await self._release()  # the cancelled statement may have left the session unusable
             return 0
         return round_.result()

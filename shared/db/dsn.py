@@ -29,11 +29,11 @@ from shared.errors import ConfigError
 from shared.redaction import register_secret
 from shared.settings import ENV_PREFIX, BaseServiceSettings, DatabaseSslMode, readable_file
 
-SSL_MODES: tuple[str, ...] = get_args(DatabaseSslMode)
+_SSL_MODES: tuple[str, ...] = get_args(DatabaseSslMode)
 """The modes, weakest first: ``disable``, ``allow``, ``prefer`` (asyncpg's default over TCP),
 ``require``, ``verify-ca``, ``verify-full``."""
 
-VERIFYING_MODES = frozenset({"verify-ca", "verify-full"})
+_VERIFYING_MODES = frozenset({"verify-ca", "verify-full"})
 """Modes that check the server's certificate against a root certificate."""
 
 FILE_PARAMETERS = ("sslrootcert", "sslcert", "sslkey", "sslcrl")
@@ -142,8 +142,8 @@ def _check_tls(parameters: Mapping[str, str], names: Mapping[str, str]) -> None:
     """ConfigError for a TLS configuration no session could use; ``names`` says where each
     parameter came from."""
     mode = parameters.get("sslmode")
-    if mode is not None and mode not in SSL_MODES:
-        raise ConfigError(f"{names['sslmode']} is {mode!r}; use one of {', '.join(SSL_MODES)}")
+    if mode is not None and mode not in _SSL_MODES:
+        raise ConfigError(f"{names['sslmode']} is {mode!r}; use one of {', '.join(_SSL_MODES)}")
     for key in FILE_PARAMETERS:
         value = parameters.get(key)
         if value is None:
@@ -162,7 +162,7 @@ def _check_tls(parameters: Mapping[str, str], names: Mapping[str, str]) -> None:
             f"{names['sslkey']} is set without a client certificate: set "
             f"{ENV_PREFIX}DATABASE_SSLCERT (or sslcert in DATABASE_URL)"
         )
-    if mode in VERIFYING_MODES and "sslrootcert" not in parameters and not _default_root():
+    if mode in _VERIFYING_MODES and "sslrootcert" not in parameters and not _default_root():
         raise ConfigError(
             f"{names['sslmode']} is {mode}, which checks the server's certificate against a "
             f"root certificate, and none is configured: set {ENV_PREFIX}DATABASE_SSLROOTCERT "
@@ -186,4 +186,4 @@ def _default_root() -> bool:
         return False
 
 
-__all__ = ["FILE_PARAMETERS", "SSL_MODES", "VERIFYING_MODES", "database_dsn"]
+__all__ = ["FILE_PARAMETERS", "database_dsn"]

@@ -2,6 +2,8 @@
 
 security.py     how clients reach the cluster: bootstrap servers, TLS, SASL (KafkaClientConfig)
 factory.py      producer and consumer factories, starting a client, produce helpers
+producer.py     Producer: the services' idempotent producer, replaced when its state is lost
+pacing.py       reconnect back-off for every client (aiokafka has no option for it)
 admin.py        topic creation and checks, consumer lag
 consumer.py     StreamConsumer: the consumer loop (pause/resume, commit after process)
 offsets.py      contiguous finished offsets per partition (pure)

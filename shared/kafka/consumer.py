@@ -52,6 +52,7 @@ from shared.errors import KafkaError
 from shared.kafka.offsets import OffsetTracker
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_EVICTIONS, CONSUMER_REVOKE_SECONDS
+from shared.runtime.runner import until_stopped
 
 log = get_logger(__name__)
 
@@ -244,22 +245,14 @@ class StreamConsumer:
         partitions resume from their committed offsets); after a rebalance during the poll,
         only the records of partitions this member owns now."""
         revokes = self._revokes
-        polling = asyncio.ensure_future(
+        # A poll waits for a rebalance to end, however long: stop does not.
+        polling = await until_stopped(
             self._consumer.getmany(
                 timeout_ms=int(self.config.poll_timeout.total_seconds() * 1000),
                 max_records=self.config.fetch_max,
-            )
+            ),
+            stop,
         )
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            if not polling.done():
-                # A poll waits for a rebalance to end, however long: stop does not.
-                polling.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await polling
         if polling.cancelled():
             return {}
         try:

@@ -57,9 +57,9 @@ from aiokafka.errors import (
 from aiokafka.errors import KafkaError as AIOKafkaError
 
 from shared.errors import KafkaError
-from shared.kafka.security import KafkaClientConfig, Refusal, variable
+from shared.kafka.security import KafkaClientConfig, Refusal
 from shared.logging import redact_text
-from shared.settings import env_names
+from shared.settings import env_name, env_names
 
 _REFUSED_FOR_GOOD: tuple[type[AIOKafkaError], ...] = (
     MessageSizeTooLargeError,
@@ -168,28 +168,28 @@ def connect_error(
     return KafkaError(f"could not {what}: {message}", retriable=retriable)
 
 
-_TLS_FIX = f"{variable('kafka_ssl_certfile')} / {variable('kafka_ssl_keyfile')}"
+_TLS_FIX = f"{env_name('kafka_ssl_certfile')} / {env_name('kafka_ssl_keyfile')}"
 
 
 def _explain(kafka: KafkaClientConfig, refusal: Refusal) -> tuple[str, bool] | None:
     """(message, retriable) for a refusal that says something about the security settings;
     None for a server that is simply away."""
     at, exc = refusal.address, refusal.error
-    protocol_setting = variable("kafka_security_protocol")
+    protocol_setting = env_name("kafka_security_protocol")
     protocol = f"{protocol_setting} (now {kafka.security_protocol})"
-    mechanism_setting = variable("kafka_sasl_mechanism")
+    mechanism_setting = env_name("kafka_sasl_mechanism")
     if isinstance(exc, SaslAuthenticationFailed):
         if kafka.sasl_mechanism == "OAUTHBEARER":
             return (
                 f"Kafka at {at} refused the OAUTHBEARER token: check the token "
-                f"{variable('kafka_sasl_oauth_token_provider')} returns (identity, audience, "
+                f"{env_name('kafka_sasl_oauth_token_provider')} returns (identity, audience, "
                 "expiry) and what the cluster accepts",
                 False,
             )
         return (
             f"Kafka at {at} refused the SASL credentials ({kafka.sasl_mechanism} as "
-            f"{kafka.sasl_username!r}): check {variable('kafka_sasl_username')} / "
-            f"{variable('kafka_sasl_password')} (or _FILE) and {mechanism_setting}",
+            f"{kafka.sasl_username!r}): check {env_name('kafka_sasl_username')} / "
+            f"{env_name('kafka_sasl_password')} (or _FILE) and {mechanism_setting}",
             False,
         )
     if isinstance(exc, UnsupportedSaslMechanismError):
@@ -210,14 +210,14 @@ def _explain(kafka: KafkaClientConfig, refusal: Refusal) -> tuple[str, bool] | N
         if exc.verify_code in (_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH):
             return (
                 f"Kafka's certificate at {at} does not name that host ({reason}): use a name "
-                f"the certificate holds in {variable('kafka_bootstrap_servers')}, or set "
-                f"{variable('kafka_ssl_check_hostname')}=false",
+                f"the certificate holds in {env_name('kafka_bootstrap_servers')}, or set "
+                f"{env_name('kafka_ssl_check_hostname')}=false",
                 False,
             )
         trusted = f"now {kafka.ca_file}" if kafka.ca_file else "unset: the system's CAs"
         return (
             f"Kafka's certificate at {at} is not trusted (certificate verify failed: {reason}): "
-            f"set {variable('kafka_ssl_cafile')} ({trusted}) to the CA that signed the "
+            f"set {env_name('kafka_ssl_cafile')} ({trusted}) to the CA that signed the "
             "brokers' certificates",
             False,
         )

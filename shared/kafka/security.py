@@ -44,7 +44,7 @@ from shared.settings import (
     BaseServiceSettings,
     KafkaSaslMechanism,
     KafkaSecurityProtocol,
-    env_names,
+    env_name,
 )
 
 DOCS = 'docs/configuration.md, "Kafka security"'
@@ -55,12 +55,8 @@ PROBE_TIMEOUT = timedelta(seconds=10)
 the connection open: the wait is bounded, and its end is a diagnosis too."""
 
 _PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-
-
-def variable(field_name: str) -> str:
-    """The environment variable of a setting (``kafka_sasl_password`` ->
-    ``AUTOTASK_SYNC_KAFKA_SASL_PASSWORD``), for messages that name what to fix."""
-    return env_names(field_name)[0]
+_TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+_SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +90,8 @@ class KafkaClientConfig:
         variable when they cannot work (prefer :func:`client_config`, which builds it once)."""
         protocol = settings.kafka_security_protocol
         mechanism = settings.kafka_sasl_mechanism
-        uses_sasl = protocol in ("SASL_PLAINTEXT", "SASL_SSL")
-        uses_tls = protocol in ("SSL", "SASL_SSL")
+        uses_sasl = protocol in _SASL_PROTOCOLS
+        uses_tls = protocol in _TLS_PROTOCOLS
         _check_layers(settings, uses_sasl=uses_sasl, uses_tls=uses_tls)
         password = SecretStr("")
         provider = None
@@ -117,11 +113,11 @@ class KafkaClientConfig:
 
     @property
     def uses_tls(self) -> bool:
-        return self.security_protocol in ("SSL", "SASL_SSL")
+        return self.security_protocol in _TLS_PROTOCOLS
 
     @property
     def uses_sasl(self) -> bool:
-        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+        return self.security_protocol in _SASL_PROTOCOLS
 
     def options(self) -> dict[str, Any]:
         """aiokafka's keyword options for a producer, consumer or admin client of this cluster."""
@@ -179,8 +175,8 @@ def _check_layers(settings: BaseServiceSettings, *, uses_sasl: bool, uses_tls: b
     ignored: a client certificate or a password that is silently not sent is worse than an
     error at start."""
     protocol = settings.kafka_security_protocol
-    protocol_name = variable("kafka_security_protocol")
-    mechanism_name = variable("kafka_sasl_mechanism")
+    protocol_name = env_name("kafka_security_protocol")
+    mechanism_name = env_name("kafka_sasl_mechanism")
     sasl_fields = (
         "kafka_sasl_mechanism",
         "kafka_sasl_username",
@@ -199,7 +195,7 @@ def _check_layers(settings: BaseServiceSettings, *, uses_sasl: bool, uses_tls: b
         (sasl_fields, uses_sasl, "SASL", "SASL_SSL (or SASL_PLAINTEXT)"),
         (tls_fields, uses_tls, "TLS", "SSL or SASL_SSL"),
     ):
-        given = [variable(name) for name in fields if _is_set(getattr(settings, name))]
+        given = [env_name(name) for name in fields if _is_set(getattr(settings, name))]
         if given and not used:
             raise _refuse(
                 f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} set but "
@@ -208,7 +204,7 @@ def _check_layers(settings: BaseServiceSettings, *, uses_sasl: bool, uses_tls: b
             )
     if not settings.kafka_ssl_check_hostname and not uses_tls:
         raise _refuse(
-            f"{variable('kafka_ssl_check_hostname')} is false but {protocol_name} is "
+            f"{env_name('kafka_ssl_check_hostname')} is false but {protocol_name} is "
             f"{protocol}, which uses no TLS"
         )
     mechanism = settings.kafka_sasl_mechanism
@@ -217,10 +213,10 @@ def _check_layers(settings: BaseServiceSettings, *, uses_sasl: bool, uses_tls: b
             f"{mechanism_name} must be set when {protocol_name} is {protocol}: PLAIN, "
             "SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
         )
-    provider_name = variable("kafka_sasl_oauth_token_provider")
+    provider_name = env_name("kafka_sasl_oauth_token_provider")
     if mechanism == "OAUTHBEARER":
         given = [
-            variable(name)
+            env_name(name)
             for name in ("kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_password_file")
             if _is_set(getattr(settings, name))
         ]
@@ -235,7 +231,7 @@ def _check_layers(settings: BaseServiceSettings, *, uses_sasl: bool, uses_tls: b
         )
     if settings.kafka_ssl_keyfile is not None and settings.kafka_ssl_certfile is None:
         raise _refuse(
-            f"{variable('kafka_ssl_keyfile')} is set without {variable('kafka_ssl_certfile')}: "
+            f"{env_name('kafka_ssl_keyfile')} is set without {env_name('kafka_ssl_certfile')}: "
             "set the client certificate too"
         )
     key_password = _is_set(settings.kafka_ssl_key_password) or _is_set(
@@ -243,8 +239,8 @@ def _check_layers(settings: BaseServiceSettings, *, uses_sasl: bool, uses_tls: b
     )
     if key_password and settings.kafka_ssl_certfile is None:
         raise _refuse(
-            f"a client key password is set without {variable('kafka_ssl_certfile')} and "
-            f"{variable('kafka_ssl_keyfile')}"
+            f"a client key password is set without {env_name('kafka_ssl_certfile')} and "
+            f"{env_name('kafka_ssl_keyfile')}"
         )
 
 
@@ -264,16 +260,16 @@ def _secret(settings: BaseServiceSettings, field_name: str) -> SecretStr:
         return value
     if value.get_secret_value():
         raise _refuse(
-            f"{variable(field_name)} and {variable(field_name + '_file')} are both set: set one"
+            f"{env_name(field_name)} and {env_name(field_name + '_file')} are both set: set one"
         )
     try:
         text = path.read_text().rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise _refuse(
-            f"{variable(field_name + '_file')}: {path} cannot be read ({type(exc).__name__})"
+            f"{env_name(field_name + '_file')}: {path} cannot be read ({type(exc).__name__})"
         ) from None
     if not text:
-        raise _refuse(f"{variable(field_name + '_file')}: {path} is empty")
+        raise _refuse(f"{env_name(field_name + '_file')}: {path} is empty")
     register_secret(text)
     return SecretStr(text)
 
@@ -282,10 +278,10 @@ def _password(settings: BaseServiceSettings, mechanism: str) -> SecretStr:
     password = _secret(settings, "kafka_sasl_password")
     missing = []
     if not settings.kafka_sasl_username:
-        missing.append(variable("kafka_sasl_username"))
+        missing.append(env_name("kafka_sasl_username"))
     if not password.get_secret_value():
         missing.append(
-            f"{variable('kafka_sasl_password')} (or {variable('kafka_sasl_password_file')})"
+            f"{env_name('kafka_sasl_password')} (or {env_name('kafka_sasl_password_file')})"
         )
     if missing:
         raise _refuse(f"{mechanism} needs {' and '.join(missing)}")
@@ -303,7 +299,7 @@ def _ssl_context(settings: BaseServiceSettings) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
     except ssl.SSLError as exc:
         raise _refuse(
-            f"{variable('kafka_ssl_cafile')}: {cafile} could not be loaded ({exc.reason})"
+            f"{env_name('kafka_ssl_cafile')}: {cafile} could not be loaded ({exc.reason})"
         ) from None
     context.check_hostname = settings.kafka_ssl_check_hostname
     certfile = settings.kafka_ssl_certfile
@@ -319,15 +315,15 @@ def _ssl_context(settings: BaseServiceSettings) -> ssl.SSLContext:
         except ssl.SSLError as exc:
             raise _refuse(
                 f"the client certificate could not be loaded ({exc.reason or exc}): check that "
-                f"{variable('kafka_ssl_certfile')} and {variable('kafka_ssl_keyfile')} are PEM, "
+                f"{env_name('kafka_ssl_certfile')} and {env_name('kafka_ssl_keyfile')} are PEM, "
                 "that the key belongs to the certificate, and, for an encrypted key, "
-                f"{variable('kafka_ssl_key_password')} (or _FILE)"
+                f"{env_name('kafka_ssl_key_password')} (or _FILE)"
             ) from None
     return context
 
 
 def _require_certificates(path: Path) -> None:
-    name = variable("kafka_ssl_cafile")
+    name = env_name("kafka_ssl_cafile")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -343,7 +339,7 @@ def _require_certificates(path: Path) -> None:
 
 def _token_provider(settings: BaseServiceSettings) -> AbstractTokenProvider:
     """The OAUTHBEARER token provider named by ``package.module:callable``, called once."""
-    name = variable("kafka_sasl_oauth_token_provider")
+    name = env_name("kafka_sasl_oauth_token_provider")
     target = settings.kafka_sasl_oauth_token_provider.strip()
     if not target:
         raise _refuse(
@@ -429,5 +425,4 @@ __all__ = [
     "Refusal",
     "client_config",
     "probe",
-    "variable",
 ]

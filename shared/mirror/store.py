@@ -35,6 +35,7 @@ import orjson
 from shared.autotask import parse_timestamp
 from shared.db.pool import DbSession, guarded
 from shared.entities import EntitySpec
+from shared.messages.change import Origin, Reason
 from shared.records import normalize_record
 
 Outcome = Literal[
@@ -47,7 +48,6 @@ Outcome = Literal[
     "deleted",
     "already_deleted",
 ]
-Origin = Literal["webhook", "sweep", "backfill"]
 _NO_CONTENT = b""
 
 
@@ -87,7 +87,7 @@ class RowChange:
         return None
 
     @property
-    def reason(self) -> Literal["deleted", "out_of_scope"] | None:
+    def reason(self) -> Reason | None:
         """Why a row left what downstream holds (for ``op`` ``d``)."""
         if self.outcome == "out_of_scope":
             return "out_of_scope"
@@ -389,7 +389,6 @@ async def live_rows(db: DbSession, spec: EntitySpec, connection: str) -> dict[in
 
 
 __all__ = [
-    "Origin",
     "Outcome",
     "RowChange",
     "Snapshot",

@@ -31,11 +31,18 @@ from shared.db import Pool, transaction
 from shared.entities import EntitySpec
 from shared.kafka import OutgoingMessage, produce_many
 from shared.kafka.producer import AnyProducer
-from shared.messages.change import ChangeEvent, Op, ValueFormat, encode_change, tombstone
+from shared.messages.change import (
+    ChangeEvent,
+    Op,
+    Origin,
+    ValueFormat,
+    encode_change,
+    tombstone,
+)
 from shared.messages.topics import Topics
 from shared.metrics import MIRROR_WRITES
 from shared.mirror import store as mirror
-from shared.mirror.store import Origin, RowChange, Snapshot
+from shared.mirror.store import RowChange, Snapshot
 
 
 @dataclass

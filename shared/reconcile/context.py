@@ -19,8 +19,9 @@ from shared.autotask import AutotaskClient, Entity, Page, Priority, Query
 from shared.db import Pool, session
 from shared.entities import EntitySpec
 from shared.errors import SyncError
+from shared.messages.change import Origin
 from shared.metrics import SWEEP_API_CALLS, SWEEP_DELETED, SWEEP_PAGES, SWEEP_REPAIRED
-from shared.mirror.store import Origin, Snapshot
+from shared.mirror.store import Snapshot
 from shared.mirror.writer import Applied, Mirror
 from shared.reconcile import runs
 from shared.reconcile.due import Mode

@@ -96,7 +96,7 @@ def watch_progress(
 ) -> Progress:
     """A :class:`Progress` (or ``kind``, a subclass taking the same arguments) for one part of
     the service, with the settings' bounds, sampled in the background until stop. Give it to
-    :func:`serve_ops` through :func:`progress_checks`."""
+    :func:`serve_ops` (``progress``)."""
     progress = kind(
         part,
         pending=pending,
@@ -107,16 +107,6 @@ def watch_progress(
     )
     runner.spawn(progress.watch(runner.stopping), name=f"progress-{part}")
     return progress
-
-
-def progress_checks(
-    *parts: Progress,
-) -> tuple[dict[str, ReadinessCheck], dict[str, ReadinessCheck]]:
-    """The readiness and liveness checks of ``parts``, by part name."""
-    return (
-        {p.part: p.readiness for p in parts},
-        {p.part: p.liveness for p in parts},
-    )
 
 
 async def serve_ops(
@@ -131,9 +121,12 @@ async def serve_ops(
 
     The server is a resource, not an intake: it answers ``/healthz``, ``/readyz`` and
     ``/metrics`` through the whole drain and closes with the resources entered before it."""
-    ready, live = progress_checks(*progress)
     app = web.Application()
-    add_ops_routes(app, {**checks, **ready}, liveness=live)
+    add_ops_routes(
+        app,
+        {**checks, **{p.part: p.readiness for p in progress}},
+        liveness={p.part: p.liveness for p in progress},
+    )
     host, port = ops_address(settings, runner.name)
     server = await runner.enter(serve(app, host, port))
     log.info("ops server listening", addresses=[str(a) for a in server.addresses])

@@ -56,14 +56,17 @@ def add_ops_routes(
     dependencies = {name: check for name, check in checks.items() if name not in live_checks}
 
     async def healthz(_request: web.Request) -> web.Response:
-        stuck = await _failures("liveness", live_checks)
-        if stuck and not await _failures("dependencies", dependencies, export=False):
+        stuck = await _failures(live_checks)
+        if stuck and await _failures(dependencies):
+            stuck = {}  # an outage explains the stall, and a restart would not cure it
+        _export("liveness", live_checks, stuck)
+        if stuck:
             return web.json_response({"status": "stuck", "failing": stuck}, status=503)
-        _export("liveness", live_checks, {})
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:
-        failures = await _failures("readiness", checks)
+        failures = await _failures(checks)
+        _export("readiness", checks, failures)
         if failures:
             return web.json_response({"status": "unready", "failing": failures}, status=503)
         return web.json_response({"status": "ready", "checks": sorted(checks)})
@@ -73,19 +76,15 @@ def add_ops_routes(
     app.router.add_get("/metrics", metrics_handler())
 
 
-async def _failures(
-    probe: str, checks: Mapping[str, ReadinessCheck], *, export: bool = True
-) -> dict[str, str]:
+async def _failures(checks: Mapping[str, ReadinessCheck]) -> dict[str, str]:
     """Run ``checks`` together (a slow one must not eat another's time); the failing ones with
-    their reasons, exported as ``probe_failing{probe}`` when ``export``."""
+    their reasons."""
     outcomes = await asyncio.gather(*(_outcome(check) for check in checks.values()))
-    failures = {name: failure for name, failure in zip(checks, outcomes, strict=True) if failure}
-    if export:
-        _export(probe, checks, failures)
-    return failures
+    return {name: failure for name, failure in zip(checks, outcomes, strict=True) if failure}
 
 
 def _export(probe: str, checks: Mapping[str, ReadinessCheck], failures: Mapping[str, str]) -> None:
+    """``probe_failing{probe,check}``: 1 for each failing check, 0 for the others."""
     for name in checks:
         PROBE_FAILING.labels(probe, name).set(1 if name in failures else 0)
 

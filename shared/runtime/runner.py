@@ -16,6 +16,7 @@ is the same life as a block, for a service embedded in another program or a test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import signal
 import time
@@ -189,3 +190,19 @@ async def aiter_until(stop: asyncio.Event, interval: timedelta) -> AsyncIterator
             await asyncio.wait_for(stop.wait(), timeout=interval.total_seconds())
         except TimeoutError:
             continue
+
+
+async def until_stopped(coroutine: Coroutine[Any, Any, T], stop: asyncio.Event) -> asyncio.Task[T]:
+    """Run ``coroutine`` until it ends or ``stop`` is set, whichever comes first; one still
+    running then is cancelled (and waited for). Returns its task: done, or cancelled."""
+    task = asyncio.create_task(coroutine)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return task

@@ -20,31 +20,28 @@ import contextlib
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from shared.db import apply_migrations, connect
-from shared.entities import COMPANIES, CONFIGURATION_ITEMS, CONTACTS, TICKET_NOTES, TICKETS
 from shared.kafka.admin import consumer_lag
 from shared.messages.callout import header_map
 from shared.messages.topics import Topics
 from shared.secrets import SecretBox
+from tests.e2e.harness import ENTITIES, WEBHOOK_ENTITIES
 from tests.helpers.clients import truth
-from tests.helpers.pipeline import mirror_diff, read_topic, replay_mismatch
+from tests.helpers.pipeline import create_topics, mirror_diff, read_topic, replay_mismatch
 from tests.helpers.processes import CliResult, LocalDeployment, ServiceProcess
 from tests.helpers.servers import Broker, Postgres
 from tests.helpers.tenants import store_connection
 from tests.helpers.waiting import eventually
-from tools.autotask_sim import CalloutConfig, Simulator, SimulatorConfig
+from tools.autotask_sim import CalloutConfig, Simulator, SimulatorConfig, run_simulator
 from tools.demo import Metrics
-
-ENTITIES = [TICKETS, COMPANIES, CONTACTS, CONFIGURATION_ITEMS, TICKET_NOTES]
-WEBHOOK_ENTITIES = ",".join(e.rest_name for e in ENTITIES)
 
 EVICTIONS = "autotask_sync_consumer_evictions_total"
 """A worker's count of its removals from the consumer group (absent before it was exported)."""
@@ -281,8 +278,6 @@ def scenario_tenant(seed: int) -> SimulatorConfig:
 @contextlib.asynccontextmanager
 async def owned_rig(root: Path) -> AsyncIterator[Rig]:
     """A rig (:func:`create_rig`) for one test module, its servers and services stopped after."""
-    import uuid
-
     built = await create_rig(root, uuid.uuid4().hex[:8])
     try:
         yield built
@@ -305,8 +300,6 @@ async def create_rig(root: Path, unique: str) -> Rig:
         await apply_migrations(db)
     finally:
         await db.close()
-    from tests.helpers.pipeline import create_topics
-
     topics = await create_topics(broker.bootstrap, f"f{unique}", partitions=4)
     group = f"f{unique}-workers"
     deployment = LocalDeployment(
@@ -352,12 +345,11 @@ class Scenario:
     lossy: bool = False
     """Autotask never sends some callouts: deletes of entities without a delete log (companies,
     contacts) are then only found by the id sweep, which runs after the quick one."""
-    lead: timedelta | None = None
-    """Changes before the fault starts (None: a third of them, or :data:`STEADY_LEAD`)."""
     tail: timedelta | None = None
-    """None: the generator makes ``changes`` (times SOAK) changes, the fault starting after
-    ``lead``. A duration: the generator runs at ``rate`` from ``lead`` before the fault until
-    ``tail`` after it, however long the fault lasts (changes keep coming the whole time)."""
+    """None: the generator makes ``changes`` (times SOAK) changes, the fault starting after a
+    third of them. A duration: the generator runs at ``rate`` from :data:`STEADY_LEAD` before
+    the fault until ``tail`` after it, however long the fault lasts (changes keep coming the
+    whole time)."""
     unattended: bool = False
     """Nothing restarts a service: each process must come through by itself (the same process,
     its /healthz never failing long enough for a liveness restart, ready at the end)."""
@@ -365,7 +357,6 @@ class Scenario:
     """No worker process leaves the consumer group but by its own stop (:class:`GroupAudit`)."""
     recovery_within: timedelta = timedelta(seconds=90)
     """How long the pipeline may take to be idle again after the fault."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def run(rig: Rig, scenario: Scenario) -> Row:
@@ -374,8 +365,6 @@ async def run(rig: Rig, scenario: Scenario) -> Row:
     rig.scenarios += 1
     name = f"s{rig.scenarios}"
     row = Row(scenario.name)
-    from tools.autotask_sim import run_simulator
-
     async with run_simulator(scenario_tenant(100 + rig.scenarios)) as sim:
         await store_connection(rig.dsn, SecretBox([rig.deployment.secret_key]), name, sim)
         try:
@@ -411,8 +400,6 @@ async def _drive(rig: Rig, scenario: Scenario, sim: Simulator, name: str, row: R
     else:
         sim.start_changes(scenario.rate, seed=rig.scenarios)
         lead = STEADY_LEAD.total_seconds()
-    if scenario.lead is not None:
-        lead = scenario.lead.total_seconds()
     async with Watch(rig).running() as watch:
         try:
             await _fault_and_recovery(rig, scenario, sim, name, row, watch=watch, lead=lead)

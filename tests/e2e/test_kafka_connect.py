@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 
 from shared.db import connect
-from shared.entities import REGISTRY, EntitySpec
+from shared.entities import REGISTRY, EntitySpec, webhook_entities
 from shared.kafka.admin import consumer_lag
 from shared.messages.callout import parse_instant
 from shared.mirror.store import live_rows
@@ -43,7 +43,7 @@ from tools.dev_infra.connect import ConnectProcess, start_connect, stop_connect
 pytestmark = pytest.mark.e2e
 
 CONNECTION = "acme"
-WEBHOOK_ENTITIES = [entity for entity in REGISTRY if entity.has_webhooks]
+WEBHOOK_ENTITIES = list(webhook_entities())
 
 
 def jdbc_sink(name: str, topics: Iterable[str], database_url: str) -> dict[str, str]:

@@ -19,12 +19,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from shared.entities import COMPANIES, CONFIGURATION_ITEMS, CONTACTS, TICKET_NOTES, TICKETS
 from shared.kafka import KafkaClientConfig, ensure_topics
 from shared.kafka.reader import read_to_end
 from shared.messages.topics import Topics
 from shared.secrets import SecretBox
-from tests.e2e.harness import WEBHOOK_ENTITIES, Pipeline, callout_tenant
+from tests.e2e.harness import ENTITIES, Pipeline, callout_tenant, deployment_env
 from tests.helpers.contracts import assert_valid
 from tests.helpers.kafka_security import (
     USER,
@@ -33,15 +32,11 @@ from tests.helpers.kafka_security import (
     security_env,
     settings_from,
 )
-from tests.helpers.pipeline import differs_only_where_no_callout_is_sent, mirror_diff
 from tests.helpers.processes import LocalDeployment, ServiceProcess
 from tests.helpers.servers import Broker
-from tests.helpers.waiting import eventually
 from tools.autotask_sim import run_simulator
 
 pytestmark = pytest.mark.e2e
-
-ENTITIES = [TICKETS, COMPANIES, CONTACTS, CONFIGURATION_ITEMS, TICKET_NOTES]
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +72,7 @@ async def managed(
         topic_prefix=topics.prefix,
         secret_key=SecretBox.generate_key(),
         log_dir=tmp_path,
-        extra_env={
-            **env,
-            "AUTOTASK_SYNC_PRODUCTION_MODE": "false",  # the gateway listens on loopback http
-            "AUTOTASK_SYNC_WEBHOOK_ENTITIES": WEBHOOK_ENTITIES,
-            "AUTOTASK_SYNC_CONSUMER_GROUP": f"m{unique}-workers",
-            "AUTOTASK_SYNC_CONTROL_GROUP": f"m{unique}-sweeps",
-            "AUTOTASK_SYNC_PROVISIONER_GROUP_ID": f"m{unique}-provisioner",
-            "AUTOTASK_SYNC_WINDOW_LOW": "100ms",
-        },
+        extra_env={**env, **deployment_env(topics.prefix)},
     )
     try:
         yield Managed(Pipeline(deployment=deployment, topics=topics), kafka, listeners.users[USER])
@@ -104,18 +91,9 @@ async def test_callouts_become_rows_and_change_events_over_sasl_ssl(managed: Man
         sim.apply_changes(60, seed=9)
         await sim.wait_for_callouts(max_wait=timedelta(seconds=30))
 
-        try:
-            # The sweep below repairs what webhooks never send.
-            await eventually(
-                lambda: differs_only_where_no_callout_is_sent(pipeline.dsn, "acme", sim, ENTITIES),
-                within=timedelta(seconds=20),
-                interval=timedelta(milliseconds=250),
-                what="the callouts to reach the mirror through Kafka over SASL_SSL",
-            )
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{pipeline.logs()}") from exc
-        swept = await pipeline.sweep("acme", ENTITIES)
-        assert await mirror_diff(pipeline.dsn, "acme", sim, ENTITIES) == {}, swept
+        await pipeline.converges(
+            "acme", sim, what="the callouts to reach the mirror through Kafka over SASL_SSL"
+        )
 
     callouts = await managed.read(pipeline.topics.callouts)
     assert callouts, "no callout went through the SASL_SSL listener"

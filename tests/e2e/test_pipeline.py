@@ -13,40 +13,13 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 
-from shared.entities import COMPANIES, CONFIGURATION_ITEMS, CONTACTS, TICKET_NOTES, TICKETS
-from tests.e2e.harness import Pipeline, callout_tenant, pipeline_for
+from tests.e2e.harness import ENTITIES, Pipeline, callout_tenant, pipeline_for
 from tests.helpers.clients import truth
 from tests.helpers.contracts import assert_valid
-from tests.helpers.pipeline import (
-    differs_only_where_no_callout_is_sent,
-    mirror_diff,
-    read_topic,
-    replay_changes,
-)
-from tests.helpers.waiting import eventually
+from tests.helpers.pipeline import read_topic, replay_changes
 from tools.autotask_sim import Simulator, run_simulator
 
 pytestmark = pytest.mark.e2e
-
-ENTITIES = [TICKETS, COMPANIES, CONTACTS, CONFIGURATION_ITEMS, TICKET_NOTES]
-
-
-async def _converges(pipeline: Pipeline, name: str, sim: Simulator) -> None:
-    """What webhooks deliver converges on its own; what they cannot deliver (Autotask sends no
-    callout for a ticket whose only change is a note's ``lastActivityDate``, nor for the notes
-    a deleted ticket takes with it) is exactly what one quick sync repairs."""
-
-    try:
-        await eventually(
-            lambda: differs_only_where_no_callout_is_sent(pipeline.dsn, name, sim, ENTITIES),
-            within=timedelta(seconds=20),
-            interval=timedelta(milliseconds=250),
-            what=f"the mirror of {name!r} to differ only where no callout is sent",
-        )
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{pipeline.logs()}") from exc
-    swept = await pipeline.sweep(name, ENTITIES)
-    assert await mirror_diff(pipeline.dsn, name, sim, ENTITIES) == {}, swept
 
 
 @pytest_asyncio.fixture
@@ -71,7 +44,7 @@ async def test_two_tenants_converge_through_the_whole_pipeline(pipeline: Pipelin
             sim.apply_changes(120, seed=7)
             await sim.wait_for_callouts(max_wait=timedelta(seconds=30))
         for name, sim in tenants.items():
-            await _converges(pipeline, name, sim)
+            await pipeline.converges(name, sim)
 
         # Every callout the gateway accepted is on the callouts topic, told apart by connection.
         callouts = await read_topic(pipeline.bootstrap, pipeline.topics.callouts)
@@ -98,7 +71,7 @@ async def test_duplicated_and_reordered_callouts_change_nothing(pipeline: Pipeli
         sim.set_faults(callout_duplicate_rate=0.3, callout_reorder_rate=0.3)
         sim.apply_changes(150, seed=8)
         await sim.wait_for_callouts(max_wait=timedelta(seconds=30))
-        await _converges(pipeline, "acme", sim)
+        await pipeline.converges("acme", sim)
         counters = sim.state.dispatcher.counters
         assert counters["duplicated"] > 0  # the faults really happened
         assert counters["reordered"] > 0

@@ -179,21 +179,40 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     return [record async for record in read_to_end(bootstrap, topic, client_id="test-reader")]
 
 
-async def replay_changes(bootstrap: str, topic: str) -> dict[tuple[str, int], dict[str, Any]]:
-    """Rebuild the state a downstream consumer of a change topic holds: the latest ``after``
-    per key, minus what was deleted or tombstoned."""
-    state: dict[tuple[str, int], dict[str, Any]] = {}
-    for message in await read_topic(bootstrap, topic):
+Replayed = dict[tuple[str, int], dict[str, Any]]
+"""The state a consumer of a change topic holds: the latest ``after`` per (connection, id)."""
+
+
+def _fold(messages: Iterable[Any]) -> tuple[Replayed, dict[tuple[str, int], list[str]]]:
+    """Fold change-topic messages in offset order: the latest ``after`` per key, minus what was
+    deleted or tombstoned; and per key, a line for each of its events (for failure messages)."""
+    state: Replayed = {}
+    history: dict[tuple[str, int], list[str]] = {}
+    for message in messages:
         key = json.loads(message.key)
         ident = (key["connection"], key["id"])
+        events = history.setdefault(ident, [])
         if message.value is None:
             state.pop(ident, None)
+            events.append(f"@{message.partition}:{message.offset} tombstone")
             continue
         envelope = json.loads(message.value)
         if envelope["op"] == "d":
             state.pop(ident, None)
         else:
             state[ident] = envelope["after"]
+        source = envelope.get("source", {})
+        events.append(
+            f"@{message.partition}:{message.offset} op={envelope['op']} "
+            f"version={source.get('version')} origin={source.get('origin')} "
+            f"ts_ms={envelope.get('ts_ms')} ce_id={dict(message.headers or []).get('ce_id')!r}"
+        )
+    return state, history
+
+
+async def replay_changes(bootstrap: str, topic: str) -> Replayed:
+    """Rebuild the state a downstream consumer of a change topic holds."""
+    state, _history = _fold(await read_topic(bootstrap, topic))
     return state
 
 
@@ -204,30 +223,9 @@ async def replay_mismatch(
     rows), empty when it does not: the ids missing, extra and different, and for a few of them
     the fields that differ and every event of the key in offset order (what an assertion
     message needs to tell a lost event from a stale one published last)."""
-    messages = await read_topic(bootstrap, topic)
-    replayed: dict[int, dict[str, Any]] = {}
-    history: dict[int, list[str]] = {}
-    for message in messages:
-        key = json.loads(message.key)
-        if key["connection"] != connection:
-            continue
-        ident = int(key["id"])
-        if message.value is None:
-            replayed.pop(ident, None)
-            history.setdefault(ident, []).append(f"@{message.partition}:{message.offset} tombstone")
-            continue
-        envelope = json.loads(message.value)
-        after = envelope.get("after")
-        if envelope["op"] == "d":
-            replayed.pop(ident, None)
-        else:
-            replayed[ident] = after
-        source = envelope.get("source", {})
-        history.setdefault(ident, []).append(
-            f"@{message.partition}:{message.offset} op={envelope['op']} "
-            f"version={envelope.get('version')} origin={source.get('origin')} "
-            f"ts_ms={envelope.get('ts_ms')} ce_id={dict(message.headers or []).get('ce_id')!r}"
-        )
+    state, all_history = _fold(await read_topic(bootstrap, topic))
+    replayed = {i: after for (c, i), after in state.items() if c == connection}
+    history = {i: events for (c, i), events in all_history.items() if c == connection}
     wanted = {int(row["id"]): dict(row) for row in expected}
     missing = sorted(wanted.keys() - replayed.keys())
     extra = sorted(replayed.keys() - wanted.keys())

@@ -116,24 +116,26 @@ class Postgres:
     _handles: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     @property
-    def dsn(self) -> str:
+    def _cluster(self) -> postgres.PostgresProcess:
+        """The cluster, running or stopped (its port and data stay)."""
         server = self._server or self._stopped
         assert server is not None, "start the cluster first"
-        return server.dsn
+        return server
+
+    @property
+    def dsn(self) -> str:
+        return self._cluster.dsn
 
     @property
     def server_tls(self) -> postgres.ServerTls:
         """The CA clients trust (``server_tls.authority.cert``) and client certificates."""
-        server = self._server or self._stopped
-        assert server is not None, "start the cluster first"
-        assert server.tls is not None, "the cluster was started without TLS"
-        return server.tls
+        tls = self._cluster.tls
+        assert tls is not None, "the cluster was started without TLS"
+        return tls
 
     def verified_dsn(self, sslmode: str = "verify-full") -> str:
         """:attr:`dsn` with ``sslmode`` and the cluster's CA as ``sslrootcert``."""
-        server = self._server or self._stopped
-        assert server is not None, "start the cluster first"
-        return server.verified_dsn(sslmode)
+        return self._cluster.verified_dsn(sslmode)
 
     def start(self) -> None:
         if self._server is not None:

@@ -37,6 +37,12 @@ def test_prefixed_name_wins_over_platform_name(monkeypatch: pytest.MonkeyPatch) 
         ("AUTOTASK_SYNC_SHUTDOWN_GRACE", "soon", "AUTOTASK_SYNC_SHUTDOWN_GRACE"),
         ("AUTOTASK_SYNC_CONNECTION", "Not A Slug", "AUTOTASK_SYNC_CONNECTION"),
         ("AUTOTASK_SYNC_LOG_LEVEL", "LOUD", "AUTOTASK_SYNC_LOG_LEVEL"),
+        ("AUTOTASK_SYNC_DATABASE_SSLMODE", "verify_full", "AUTOTASK_SYNC_DATABASE_SSLMODE: "),
+        ("AUTOTASK_SYNC_DATABASE_SSLROOTCERT", "/nowhere/ca.pem", "/nowhere/ca.pem is not a file"),
+        ("AUTOTASK_SYNC_DATABASE_SSLCERT", "/nowhere/c.pem", "AUTOTASK_SYNC_DATABASE_SSLCERT: "),
+        ("AUTOTASK_SYNC_DATABASE_SSLKEY", "/nowhere/c.key", "AUTOTASK_SYNC_DATABASE_SSLKEY: "),
+        ("AUTOTASK_SYNC_DATABASE_PASSWORD_FILE", "/nowhere/pw", "DATABASE_PASSWORD_FILE: "),
+        ("AUTOTASK_SYNC_DATABASE_URL_FILE", "/nowhere/url", "AUTOTASK_SYNC_DATABASE_URL_FILE: "),
     ],
 )
 def test_malformed_variable_is_named(
@@ -46,6 +52,7 @@ def test_malformed_variable_is_named(
     with pytest.raises(ConfigError) as info:
         load_settings(BaseServiceSettings)
     assert expected in str(info.value)
+    assert variable in str(info.value)
     assert "docs/configuration.md" in str(info.value)
 
 

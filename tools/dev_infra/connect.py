@@ -29,6 +29,7 @@ from typing import Any
 
 from shared.errors import InfrastructureError
 from tools.dev_infra.kafka import (
+    INSTALL_JAVA,
     JVM_OPTIONS,
     KAFKA_VERSION,
     LOG4J2_WARNINGS_TO_STDERR,
@@ -37,35 +38,21 @@ from tools.dev_infra.kafka import (
     resolve_jars,
 )
 from tools.dev_infra.launch import ServerProcess, launch
-from tools.dev_infra.maven import cache_root, copy_dependencies
+from tools.dev_infra.maven import cache_root, copy_dependencies, dependency, pom
 from tools.dev_infra.processes import free_port, require_tool, stop_process
 
 DEBEZIUM_VERSION = "3.5.0.Final"
 
-_INSTALL_JAVA = "a Java 17+ runtime, e.g. `apt-get install openjdk-17-jre-headless`"
-
-_RUNTIME_POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.autotask-sync</groupId>
-  <artifactId>kafka-connect-runtime</artifactId>
-  <version>{KAFKA_VERSION}</version>
-  <packaging>pom</packaging>
-  <dependencyManagement>
-    <dependencies>
-      <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId>
-        <version>{SLF4J_VERSION}</version></dependency>
-    </dependencies>
-  </dependencyManagement>
-  <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId>
-      <version>{KAFKA_VERSION}</version></dependency>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>connect-json</artifactId>
-      <version>{KAFKA_VERSION}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
-      <version>{LOG4J_VERSION}</version></dependency>
-  </dependencies>
-</project>
-"""
+_RUNTIME_POM = pom(
+    "kafka-connect-runtime",
+    KAFKA_VERSION,
+    [
+        dependency("org.apache.kafka", "connect-runtime", KAFKA_VERSION),
+        dependency("org.apache.kafka", "connect-json", KAFKA_VERSION),
+        dependency("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
+    ],
+    managed=[dependency("org.slf4j", "slf4j-api", SLF4J_VERSION)],
+)
 
 _EXCLUDED = (  # provided by the worker, or drivers of other databases
     ("org.apache.kafka", "*"),
@@ -78,23 +65,11 @@ _EXCLUDED = (  # provided by the worker, or drivers of other databases
     ("com.microsoft.sqlserver", "mssql-jdbc"),
     ("com.oracle.database.jdbc", "ojdbc11"),
 )
-_EXCLUSIONS = "".join(
-    f"<exclusion><groupId>{group}</groupId><artifactId>{artifact}</artifactId></exclusion>"
-    for group, artifact in _EXCLUDED
+_JDBC_SINK_POM = pom(
+    "debezium-jdbc-sink",
+    DEBEZIUM_VERSION,
+    [dependency("io.debezium", "debezium-connector-jdbc", DEBEZIUM_VERSION, exclusions=_EXCLUDED)],
 )
-_JDBC_SINK_POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.autotask-sync</groupId>
-  <artifactId>debezium-jdbc-sink</artifactId>
-  <version>{DEBEZIUM_VERSION}</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>io.debezium</groupId><artifactId>debezium-connector-jdbc</artifactId>
-      <version>{DEBEZIUM_VERSION}</version>
-      <exclusions>{_EXCLUSIONS}</exclusions></dependency>
-  </dependencies>
-</project>
-"""
 
 
 def resolve_runtime(cache_dir: Path | None = None) -> Path:
@@ -142,7 +117,7 @@ def start_connect(
 
     Keys and values are read with JsonConverter, schemas enabled; the worker keeps its sink
     offsets in ``data_dir``. ``owned_by_caller``: see :func:`tools.dev_infra.launch.launch`."""
-    java = require_tool("java", [], _INSTALL_JAVA)
+    java = require_tool("java", [], INSTALL_JAVA)
     classpath = resolve_runtime()
     plugins = resolve_jdbc_sink()
     port = free_port()
@@ -208,14 +183,14 @@ def _worker_properties(bootstrap_servers: str, port: int, data_dir: Path, plugin
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def _wait_for_connectors(url: str, names: Collection[str], *, deadline: float) -> None:
+def _wait_for_connectors(url: str, names: set[str], *, deadline: float) -> None:
     end = time.monotonic() + deadline
     listed: Any = None
     while time.monotonic() < end:
         try:
             with urllib.request.urlopen(f"{url}/connectors", timeout=5) as answer:  # noqa: S310
                 listed = json.loads(answer.read())
-            if set(names) <= set(listed):
+            if names <= set(listed):
                 return
         except (OSError, ValueError, urllib.error.URLError):
             pass  # not serving yet

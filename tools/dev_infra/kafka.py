@@ -26,7 +26,7 @@ from pathlib import Path
 from shared.errors import InfrastructureError
 from tools.dev_infra.certificates import Authority, KeyPair, authority
 from tools.dev_infra.launch import ServerProcess, launch, run_checked
-from tools.dev_infra.maven import cache_root, copy_dependencies
+from tools.dev_infra.maven import cache_root, copy_dependencies, dependency, pom
 from tools.dev_infra.processes import free_port, require_tool
 
 KAFKA_VERSION = "4.2.1"
@@ -34,33 +34,22 @@ SCALA_VERSION = "2.13.17"
 LOG4J_VERSION = "2.25.4"
 SLF4J_VERSION = "1.7.36"
 
-_INSTALL_JAVA = "a Java 17+ runtime, e.g. `apt-get install openjdk-17-jre-headless`"
+INSTALL_JAVA = "a Java 17+ runtime, e.g. `apt-get install openjdk-17-jre-headless`"
 
-_POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.autotask-sync</groupId>
-  <artifactId>kafka-runtime</artifactId>
-  <version>{KAFKA_VERSION}</version>
-  <packaging>pom</packaging>
-  <dependencyManagement>
-    <dependencies>
-      <dependency><groupId>org.scala-lang</groupId><artifactId>scala-library</artifactId>
-        <version>{SCALA_VERSION}</version></dependency>
-      <dependency><groupId>org.scala-lang</groupId><artifactId>scala-reflect</artifactId>
-        <version>{SCALA_VERSION}</version></dependency>
-      <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId>
-        <version>{SLF4J_VERSION}</version></dependency>
-    </dependencies>
-  </dependencyManagement>
-  <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
-      <version>{KAFKA_VERSION}</version></dependency>
-    <!-- Not in Kafka's POM: without this slf4j 1.x binding every broker log line vanishes. -->
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
-      <version>{LOG4J_VERSION}</version></dependency>
-  </dependencies>
-</project>
-"""
+_POM = pom(
+    "kafka-runtime",
+    KAFKA_VERSION,
+    [
+        dependency("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
+        # Not in Kafka's POM: without this slf4j 1.x binding every broker log line vanishes.
+        dependency("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
+    ],
+    managed=[
+        dependency("org.scala-lang", "scala-library", SCALA_VERSION),
+        dependency("org.scala-lang", "scala-reflect", SCALA_VERSION),
+        dependency("org.slf4j", "slf4j-api", SLF4J_VERSION),
+    ],
+)
 
 LOG4J2_WARNINGS_TO_STDERR = """status = warn
 appender.stderr.type = Console
@@ -120,12 +109,13 @@ class SecuredListeners:
     (name -> password) are known to PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 alike; OAUTHBEARER
     takes any unsigned token that has a ``sub`` and has not expired. ``ssl_port``: TLS with a
     client certificate signed by ``authority`` (:meth:`client_certificate`). Clients trust
-    ``authority.cert``; the server certificate is for 127.0.0.1 and localhost.
+    ``authority.cert``; the server certificate (``server``) is for 127.0.0.1 and localhost.
     """
 
     sasl_ssl_port: int
     ssl_port: int
     authority: Authority
+    server: KeyPair
     users: Mapping[str, str]
 
     @property
@@ -162,7 +152,7 @@ def _pem_value(path: Path) -> str:
     return path.read_text().strip().replace("\n", "\\n")
 
 
-def _secured_properties(secured: SecuredListeners, server: KeyPair) -> dict[str, str]:
+def _secured_properties(secured: SecuredListeners) -> dict[str, str]:
     plain_users = " ".join(f'user_{name}="{password}"' for name, password in secured.users.items())
     sasl = "listener.name.sasl_ssl"
     return {
@@ -183,8 +173,8 @@ def _secured_properties(secured: SecuredListeners, server: KeyPair) -> dict[str,
             'unsecuredLoginStringClaim_sub="broker";'
         ),
         "ssl.keystore.type": "PEM",
-        "ssl.keystore.certificate.chain": _pem_value(server.cert),
-        "ssl.keystore.key": _pem_value(server.key),
+        "ssl.keystore.certificate.chain": _pem_value(secured.server.cert),
+        "ssl.keystore.key": _pem_value(secured.server.key),
         "ssl.truststore.type": "PEM",
         "ssl.truststore.certificates": _pem_value(secured.authority.cert),
         "listener.name.ssl.ssl.client.auth": "required",
@@ -196,7 +186,6 @@ def _server_properties(
     controller_port: int,
     log_dir: Path,
     secured: SecuredListeners | None = None,
-    server: KeyPair | None = None,
 ) -> str:
     listeners = {"PLAINTEXT": port}
     if secured is not None:
@@ -232,8 +221,8 @@ def _server_properties(
         "log.cleaner.dedupe.buffer.size": "33554432",
         "auto.create.topics.enable": "false",
     }
-    if secured is not None and server is not None:
-        settings |= _secured_properties(secured, server)
+    if secured is not None:
+        settings |= _secured_properties(secured)
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
@@ -260,21 +249,20 @@ def start_kafka(
     SASL_SSL and SSL listeners (:class:`SecuredListeners`, certificates and credentials made
     here, under ``data_dir``).
     """
-    java = require_tool("java", [], _INSTALL_JAVA)
+    java = require_tool("java", [], INSTALL_JAVA)
     jar_dir = resolve_jars()
     classpath = f"{jar_dir}/*"
     port, controller_port, sasl_ssl_port, ssl_port = _free_ports(4)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir = data_dir / "log"
     listeners: SecuredListeners | None = None
-    server: KeyPair | None = None
     scram: list[str] = []
     if secured:
         tls_dir = data_dir / "tls"
         ca = authority(tls_dir, "autotask-sync local Kafka")
         server = ca.server(tls_dir, "kafka-broker")
         users = {"autotask-sync": secrets.token_hex(16), "operator": secrets.token_hex(16)}
-        listeners = SecuredListeners(sasl_ssl_port, ssl_port, ca, users)
+        listeners = SecuredListeners(sasl_ssl_port, ssl_port, ca, server, users)
         scram = [
             argument
             for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -282,7 +270,7 @@ def start_kafka(
             for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
         ]
     props = data_dir / "server.properties"
-    props.write_text(_server_properties(port, controller_port, log_dir, listeners, server))
+    props.write_text(_server_properties(port, controller_port, log_dir, listeners))
     props.chmod(0o600)  # it holds the server key and the PLAIN passwords
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(_LOG4J2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from shared.errors import InfrastructureError
@@ -25,6 +26,44 @@ def cache_root() -> Path:
     if configured:
         return Path(configured)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "autotask-sync"
+
+
+def dependency(
+    group: str, artifact: str, version: str, *, exclusions: Iterable[tuple[str, str]] = ()
+) -> str:
+    """A POM ``<dependency>`` element; ``exclusions`` are (group, artifact) pairs, ``*`` allowed."""
+    excluded = "".join(
+        f"<exclusion><groupId>{g}</groupId><artifactId>{a}</artifactId></exclusion>"
+        for g, a in exclusions
+    )
+    return (
+        f"<dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
+        f"<version>{version}</version>"
+        + (f"<exclusions>{excluded}</exclusions>" if excluded else "")
+        + "</dependency>"
+    )
+
+
+def pom(
+    artifact: str, version: str, dependencies: Iterable[str], *, managed: Iterable[str] = ()
+) -> str:
+    """A POM naming what to fetch: its ``dependencies`` (:func:`dependency` elements), with the
+    versions of transitive ones pinned by ``managed``."""
+    management = "".join(managed)
+    return (
+        '<project xmlns="http://maven.apache.org/POM/4.0.0">\n'
+        "  <modelVersion>4.0.0</modelVersion>\n"
+        f"  <groupId>local.autotask-sync</groupId><artifactId>{artifact}</artifactId>\n"
+        f"  <version>{version}</version><packaging>pom</packaging>\n"
+        + (
+            f"  <dependencyManagement><dependencies>{management}</dependencies>"
+            "</dependencyManagement>\n"
+            if management
+            else ""
+        )
+        + f"  <dependencies>{''.join(dependencies)}</dependencies>\n"
+        "</project>\n"
+    )
 
 
 def copy_dependencies(

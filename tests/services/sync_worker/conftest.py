@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,21 +64,30 @@ class Deployment:
         )
 
 
-@pytest_asyncio.fixture
-async def deployment(
-    migrated_database: str, kafka_bootstrap: str, unique: str, tmp_path: Path
+@asynccontextmanager
+async def deployed(
+    dsn: str, bootstrap: str, unique: str, log_dir: Path, *, partitions: int = 4
 ) -> AsyncIterator[Deployment]:
-    topics = await create_topics(kafka_bootstrap, f"w{unique}")
+    """A deployment with its own topics (``partitions`` each) and consumer group; the workers
+    started in it are stopped at exit."""
     setup = Deployment(
-        dsn=migrated_database,
-        bootstrap=kafka_bootstrap,
-        topics=topics,
+        dsn=dsn,
+        bootstrap=bootstrap,
+        topics=await create_topics(bootstrap, f"w{unique}", partitions=partitions),
         key=SecretBox.generate_key(),
         group=f"workers-{unique}",
-        log_dir=tmp_path,
+        log_dir=log_dir,
     )
     try:
         yield setup
     finally:
         for worker in setup.workers:
             await worker.stop()
+
+
+@pytest_asyncio.fixture
+async def deployment(
+    migrated_database: str, kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> AsyncIterator[Deployment]:
+    async with deployed(migrated_database, kafka_bootstrap, unique, tmp_path) as setup:
+        yield setup

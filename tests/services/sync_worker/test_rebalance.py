@@ -19,11 +19,9 @@ import pytest_asyncio
 from services.sync_worker.coalesce import Coalescer, Item
 from services.sync_worker.pipeline import AUTOTASK_WAIT
 from shared.entities import COMPANIES, CONFIGURATION_ITEMS, CONTACTS, TICKET_NOTES, TICKETS
-from shared.secrets import SecretBox
 from tests.helpers.clients import truth
 from tests.helpers.pipeline import (
     callouts_for,
-    create_topics,
     produce_callouts,
     tenant_state,
     wait_for_mirror,
@@ -31,7 +29,7 @@ from tests.helpers.pipeline import (
 from tests.helpers.processes import ServiceProcess, metric_total
 from tests.helpers.tenants import small_tenant, tenants
 from tests.helpers.waiting import eventually
-from tests.services.sync_worker.conftest import Deployment
+from tests.services.sync_worker.conftest import Deployment, deployed
 
 ENTITIES = [TICKETS, COMPANIES, CONTACTS, CONFIGURATION_ITEMS, TICKET_NOTES]
 PARTITIONS = 6
@@ -80,19 +78,10 @@ async def wide(
     migrated_database: str, kafka_bootstrap: str, unique: str, tmp_path: Path
 ) -> AsyncIterator[Deployment]:
     """A deployment whose callouts topic has enough partitions for three workers."""
-    setup = Deployment(
-        dsn=migrated_database,
-        bootstrap=kafka_bootstrap,
-        topics=await create_topics(kafka_bootstrap, f"r{unique}", partitions=PARTITIONS),
-        key=SecretBox.generate_key(),
-        group=f"workers-{unique}",
-        log_dir=tmp_path,
-    )
-    try:
+    async with deployed(
+        migrated_database, kafka_bootstrap, unique, tmp_path, partitions=PARTITIONS
+    ) as setup:
         yield setup
-    finally:
-        for worker in setup.workers:
-            await worker.stop()
 
 
 def _lag_partitions(metrics: str) -> list[int]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -27,7 +25,6 @@ from tests.services.webhook_gateway.helpers import (
     add_registration,
     by_value,
     callout_body,
-    create_topics,
     headers_of,
     read_topic,
     serve_gateway,
@@ -40,24 +37,6 @@ from tools.autotask_sim import Simulator, run_simulator
 pytestmark = pytest.mark.integration
 
 SECRET = "s3cret-key-0123"
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    own = Broker(Path(tmp_path_factory.mktemp("broker")))
-    own.start()
-    try:
-        yield own
-    finally:
-        own.close()
-
-
-@pytest.fixture
-async def on_own_broker(broker: Broker, deployment: Deployment, unique: str) -> Deployment:
-    """The test's deployment, but with its topics on the module's own broker."""
-    await asyncio.to_thread(broker.start)  # a test that failed half-way may have left it down
-    topics = await create_topics(broker.bootstrap, f"gwf{unique}")
-    return Deployment(deployment.dsn, broker.bootstrap, topics, deployment.key)
 
 
 def _requests(outcome: str, connection: str = "acme") -> float:

@@ -10,7 +10,6 @@ Kafka answers is one whose topic does not exist yet (the brokers do not create t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -46,16 +45,6 @@ PATIENCE = timedelta(seconds=60)
 """How long a probe may take to change its answer on a busy machine (the bounds are seconds)."""
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    own = Broker(Path(tmp_path_factory.mktemp("broker")))
-    own.start()
-    try:
-        yield own
-    finally:
-        own.close()
-
-
 async def _probe(http: aiohttp.ClientSession, process: ServiceProcess, path: str) -> Any:
     async with http.get(f"{process.ops_url}{path}") as response:
         body = await response.json()
@@ -80,15 +69,9 @@ def _failing(answer: tuple[int, Any], check: str) -> bool:
 
 
 async def test_kafka_away_keeps_a_spooling_gateway_ready_and_alive_then_it_drains(
-    broker: Broker,
-    deployment: Deployment,
-    unique: str,
-    http: aiohttp.ClientSession,
-    tmp_path: Path,
+    broker: Broker, on_own_broker: Deployment, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    await asyncio.to_thread(broker.start)  # a test that failed half-way may have left it down
-    topics = await create_topics(broker.bootstrap, f"gwp{unique}")
-    own = Deployment(deployment.dsn, broker.bootstrap, topics, deployment.key)
+    own = on_own_broker
     registration = await own.registration(secret=SECRET)
     process = gateway_process(own.settings(), tmp_path / "gateway.log", **STALL_BOUNDS)
     await process.start()
@@ -118,7 +101,7 @@ async def test_kafka_away_keeps_a_spooling_gateway_ready_and_alive_then_it_drain
             return await spooled(own.dsn) == []
 
         await eventually(drained, within=PATIENCE, what="the spool drained")
-        records = await read_topic(own.bootstrap, topics.callouts, at_least=5)
+        records = await read_topic(own.bootstrap, own.topics.callouts, at_least=5)
         assert set(bodies) <= {r.value for r in records}
     finally:
         await process.stop()

@@ -217,27 +217,6 @@ def test_a_mistake_is_named_at_start_without_the_password(
     assert "\n" not in message
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "expected"),
-    [
-        ("AUTOTASK_SYNC_DATABASE_SSLMODE", "verify_full", "AUTOTASK_SYNC_DATABASE_SSLMODE: "),
-        ("AUTOTASK_SYNC_DATABASE_SSLROOTCERT", "/nowhere/ca.pem", "/nowhere/ca.pem is not a file"),
-        ("AUTOTASK_SYNC_DATABASE_SSLCERT", "/nowhere/c.pem", "AUTOTASK_SYNC_DATABASE_SSLCERT: "),
-        ("AUTOTASK_SYNC_DATABASE_SSLKEY", "/nowhere/c.key", "AUTOTASK_SYNC_DATABASE_SSLKEY: "),
-        ("AUTOTASK_SYNC_DATABASE_PASSWORD_FILE", "/nowhere/pw", "DATABASE_PASSWORD_FILE: "),
-        ("AUTOTASK_SYNC_DATABASE_URL_FILE", "/nowhere/url", "AUTOTASK_SYNC_DATABASE_URL_FILE: "),
-    ],
-)
-def test_a_bad_setting_stops_the_settings_naming_the_variable(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
-) -> None:
-    monkeypatch.setenv(variable, value)
-    with pytest.raises(ConfigError) as raised:
-        load_settings(BaseServiceSettings)
-    assert expected in str(raised.value)
-    assert variable in str(raised.value)
-
-
 def test_a_connect_error_shows_neither_the_password_nor_the_query() -> None:
     dsn = f"postgresql://sync:{PASSWORD}@db:5432/sync?password={PASSWORD}&sslpassword=key-pass"
     error = connect_error(ConnectionRefusedError(111, "Connect call failed"), dsn)

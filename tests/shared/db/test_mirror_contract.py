@@ -112,6 +112,17 @@ async def _insert(db: asyncpg.Connection, spec: EntitySpec, entity_id: int, stat
     )
 
 
+async def _sweep(db: asyncpg.Connection, spec: EntitySpec, entities: list[dict]) -> None:
+    """``entities`` written for connection acme as a sweep writes them (the one upsert)."""
+    await upsert(
+        db,
+        spec,
+        "acme",
+        [Snapshot(id=e["id"], entity=e, fetched_at=FETCHED) for e in entities],
+        origin="sweep",
+    )
+
+
 @SPECS
 async def test_the_live_view_shows_only_rows_that_exist_and_are_in_scope(
     migrated_database: str, reader_dsn: str, spec: EntitySpec
@@ -138,13 +149,7 @@ async def test_contacts_is_active_is_boolean_and_the_json_keeps_what_autotask_se
     contacts = [{"id": i, "companyID": 7, "isActive": flag} for i, flag in ((1, 1), (2, 0))]
     db = await connect(migrated_database)
     try:
-        await upsert(
-            db,
-            CONTACTS,
-            "acme",
-            [Snapshot(id=c["id"], entity=c, fetched_at=FETCHED) for c in contacts],
-            origin="sweep",
-        )
+        await _sweep(db, CONTACTS, contacts)
         rows = await db.fetch(
             f"SELECT id, is_active, entity ->> 'isActive' AS sent FROM {CONTACTS.mirror_table} "  # noqa: S608 - registry name
             "ORDER BY id"
@@ -167,13 +172,7 @@ async def test_udfs_are_an_object_keyed_by_name_beside_the_list_autotask_sends(
     ]
     db = await connect(migrated_database)
     try:
-        await upsert(
-            db,
-            TICKETS,
-            "acme",
-            [Snapshot(id=t["id"], entity=t, fetched_at=FETCHED) for t in tickets],
-            origin="sweep",
-        )
+        await _sweep(db, TICKETS, tickets)
         rows = await db.fetch(
             f"SELECT udfs, entity -> 'userDefinedFields' AS sent FROM {TICKETS.mirror_table} "  # noqa: S608 - registry name
             "ORDER BY id"

@@ -414,14 +414,11 @@ async def test_members_joining_one_by_one_revoke_at_once_and_lose_nothing(
     config = _config(revoke_wait=timedelta(seconds=15))
     evictions, (revokes, revoke_seconds) = _evictions(), _revokes()
 
-    def flush_finishes(_record: Record) -> bool:
-        return True
-
     async with AsyncExitStack() as stack:
 
         async def join() -> Member:
             member = await stack.enter_async_context(
-                running(kafka_bootstrap, topic, group, config, finish_on_flush=flush_finishes)
+                running(kafka_bootstrap, topic, group, config, finish_on_flush=lambda _r: True)
             )
             members.append(member)
             return member

@@ -157,7 +157,9 @@ def _replaced() -> float:
 async def test_a_bare_producer_fails_every_send_after_a_long_outage(
     broker: Broker, topic: str
 ) -> None:
-    bare = make_producer(broker.bootstrap, client_id="test-bare", request_timeout_ms=2_000)
+    bare = make_producer(
+        broker.bootstrap, client_id="test-bare", request_timeout_ms=REQUEST_TIMEOUT_MS
+    )
     await bare.start()
     try:
 
@@ -260,15 +262,12 @@ async def _attempts_while_away(
 async def test_clients_back_off_while_kafka_is_away(
     broker: Broker, topic: str, unique: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def consumer(**options: Any) -> AIOKafkaConsumer:
-        return make_consumer(
-            broker.bootstrap, topic, group_id=f"g-{unique}", client_id="test-paced", **options
-        )
-
     paced = await _attempts_while_away(
         broker,
-        make_producer(broker.bootstrap, client_id="test-paced", request_timeout_ms=2_000),
-        consumer(),
+        make_producer(
+            broker.bootstrap, client_id="test-paced", request_timeout_ms=REQUEST_TIMEOUT_MS
+        ),
+        make_consumer(broker.bootstrap, topic, group_id=f"g-{unique}", client_id="test-paced"),
         topic,
     )
     bare = await _attempts_while_away(
