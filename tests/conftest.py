@@ -200,4 +200,13 @@ async def _fail_on_unhandled_loop_errors() -> AsyncIterator[None]:
     finally:
         loop.set_exception_handler(previous)
     if errors:
-        pytest.fail(f"unhandled event-loop errors: {[e.get('message') for e in errors]}")
+        pytest.fail(f"unhandled event-loop errors: {[_loop_error(e) for e in errors]}")
+
+
+def _loop_error(context: dict[str, object]) -> str:
+    """The message, the exception and what held it (a future's repr names its origin)."""
+    parts = [str(context.get("message"))]
+    for key in ("exception", "future", "task", "handle"):
+        if context.get(key) is not None:
+            parts.append(f"{key}={context[key]!r}")
+    return "; ".join(parts)

@@ -21,6 +21,7 @@ change a certificate, so a starting service stops at once instead of trying for 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import ssl
@@ -70,6 +71,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size,
             init=init_session,
+            connect=_handshake,
             command_timeout=60,
             **options,
         )
@@ -85,11 +87,43 @@ async def connect(
     """One dedicated connection (for LISTEN, advisory locks held across calls); errors are
     DatabaseError and never show the password."""
     try:
-        connection = await asyncpg.connect(dsn, timeout=connect_timeout.total_seconds())
-        await init_session(connection)
+        connection = await _handshake(dsn, timeout=connect_timeout.total_seconds())
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise connect_error(exc, dsn) from None
+    try:
+        await init_session(connection)
+    except BaseException as exc:
+        connection.terminate()
+        if isinstance(exc, DB_ERRORS):
+            raise connect_error(exc, dsn) from None
+        raise
     return connection
+
+
+CANCELLED_CONNECT_GRACE = timedelta(seconds=2)
+"""How long a cancelled handshake may finish before it is cut (see :func:`_handshake`)."""
+
+
+async def _handshake(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """``asyncpg.connect`` that a cancel does not cut in the middle.
+
+    Cutting asyncpg's handshake at the wrong moment leaves an error on a future nobody awaits
+    (its SSL-request protocol is told the connection was lost: MagicStack/asyncpg#1211, #1310),
+    which asyncio reports as "Future exception was never retrieved", and can leave the session
+    open on the server. A handshake is a few round trips, so a stop that cancels it waits for it
+    (up to :data:`CANCELLED_CONNECT_GRACE`) and closes what it opened; one still going after the
+    grace (an unreachable server) is cut. The pool opens its sessions through it too."""
+    attempt = asyncio.ensure_future(asyncpg.connect(*args, **kwargs))
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        done, _ = await asyncio.wait({attempt}, timeout=CANCELLED_CONNECT_GRACE.total_seconds())
+        if not done:
+            attempt.cancel()
+            await asyncio.wait({attempt})
+        if not attempt.cancelled() and attempt.exception() is None:
+            attempt.result().terminate()
+        raise
 
 
 def connect_error(exc: BaseException, dsn: str) -> DatabaseError:
