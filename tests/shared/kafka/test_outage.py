@@ -171,13 +171,32 @@ async def test_a_bare_producer_fails_every_send_after_a_long_outage(
             await _away(broker)
             await asyncio.sleep(2)  # Kafka is back
         await traffic.finish(timedelta(seconds=60))
-        # Back, Kafka answers every send of this producer the same way, for good.
-        for n in range(6):
-            with pytest.raises(KafkaError, match="OutOfOrderSequenceNumber"):
-                await produce(bare, topic, key=f"k{n}".encode(), value=b"after")
+        # Back, Kafka refuses this producer's sends to a partition whose batch expired while
+        # it was away (which ones: those whose batch waited in the producer rather than on
+        # the wire when the broker stopped), and goes on refusing them: stuck for good.
+        stuck = [key for key in _KEYS if await _refused(bare, topic, key)]
+        assert stuck, "no partition stuck after the outage: the fault this test shows is gone"
+        for _again in range(3):
+            for key in stuck:
+                assert await _refused(bare, topic, key), f"{key!r} got through after all"
     finally:
         await close_within(bare, timedelta(seconds=5))
-    assert len(traffic.acknowledged) < traffic.sent / 2, "most messages never got through"
+    assert len(traffic.acknowledged) < traffic.sent, "some messages never got through"
+
+
+_KEYS = [f"k{n}".encode() for n in range(6)]
+"""The traffic's keys: every partition of the topic gets some."""
+
+
+async def _refused(producer: AIOKafkaProducer, topic: str, key: bytes) -> bool:
+    """Whether Kafka refuses a send of ``key`` as out of sequence (False: it was written)."""
+    try:
+        await produce(producer, topic, key=key, value=b"after")
+    except KafkaError as exc:
+        if "OutOfOrderSequenceNumber" not in str(exc):
+            raise
+        return True
+    return False
 
 
 async def test_after_a_long_outage_the_producer_is_replaced_and_every_message_arrives(
