@@ -64,20 +64,25 @@ async def init_session(db: asyncpg.Connection) -> None:
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, **options: Any
 ) -> asyncpg.Pool:
-    """Open a pool; a failure names the host but never the password."""
+    """Open a pool; a failure names the host but never the password. A pool that fails or is
+    cancelled while it opens its first sessions closes those it opened (asyncpg leaves them to
+    the abandoned pool, open on the server)."""
+    pool = asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_session,
+        connect=_handshake,
+        command_timeout=60,
+        **options,
+    )
     try:
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            init=init_session,
-            connect=_handshake,
-            command_timeout=60,
-            **options,
-        )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise connect_error(exc, dsn) from None
-    assert pool is not None
+        await pool
+    except BaseException as exc:
+        pool.terminate()
+        if isinstance(exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            raise connect_error(exc, dsn) from None
+        raise
     return pool
 
 
