@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from shared.db import Pool, create_pool
 from shared.settings import WELL_KNOWN_NAMES, configured_value
 from tools.dev_infra.cli import running_stack
 from tools.dev_infra.databases import scratch_database
@@ -178,6 +179,16 @@ async def migrated_database(database_url: str) -> AsyncIterator[str]:
     afterwards."""
     async with scratch_database(database_url, "t") as dsn:
         yield dsn
+
+
+@pytest.fixture
+async def pool(migrated_database: str) -> AsyncIterator[Pool]:
+    """A small pool (two sessions) on the test's migrated database."""
+    opened = await create_pool(migrated_database, min_size=1, max_size=2)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

@@ -76,13 +76,12 @@ async def create_pool(
         command_timeout=60,
         **options,
     )
-    try:
-        await pool
-    except BaseException as exc:
-        pool.terminate()
-        if isinstance(exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
-            raise connect_error(exc, dsn) from None
-        raise
+    with _opening(dsn):
+        try:
+            await pool
+        except BaseException:
+            pool.terminate()
+            raise
     return pool
 
 
@@ -91,18 +90,23 @@ async def connect(
 ) -> asyncpg.Connection:
     """One dedicated connection (for LISTEN, advisory locks held across calls); errors are
     DatabaseError and never show the password."""
-    try:
+    with _opening(dsn):
         connection = await _handshake(dsn, timeout=connect_timeout.total_seconds())
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise connect_error(exc, dsn) from None
-    try:
-        await init_session(connection)
-    except BaseException as exc:
-        connection.terminate()
-        if isinstance(exc, DB_ERRORS):
-            raise connect_error(exc, dsn) from None
-        raise
+        try:
+            await init_session(connection)
+        except BaseException:
+            connection.terminate()
+            raise
     return connection
+
+
+@contextmanager
+def _opening(dsn: str) -> Iterator[None]:
+    """What opening a session (or a pool's first ones) raises, as :func:`connect_error`."""
+    try:
+        yield
+    except (TimeoutError, *DB_ERRORS) as exc:
+        raise connect_error(exc, dsn) from None
 
 
 CANCELLED_CONNECT_GRACE = timedelta(seconds=2)

@@ -30,11 +30,11 @@ from typing import Any
 from shared.errors import InfrastructureError
 from tools.dev_infra.kafka import (
     INSTALL_JAVA,
-    JVM_OPTIONS,
     KAFKA_VERSION,
     LOG4J2_WARNINGS_TO_STDERR,
     LOG4J_VERSION,
     SLF4J_VERSION,
+    jvm_command,
     resolve_jars,
 )
 from tools.dev_infra.launch import ServerProcess, launch
@@ -135,19 +135,18 @@ def start_connect(
     url = f"http://127.0.0.1:{port}"
     names = {connector["name"] for connector in connectors}
     process = launch(
-        [
-            str(java),
-            "-Xms128m",
-            f"-Xmx{heap}",
-            *JVM_OPTIONS,
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}",
-            "-cp",
-            f"{classpath}/*",
-            "org.apache.kafka.connect.cli.ConnectStandalone",
-            str(worker),
-            *files,
-        ],
+        jvm_command(
+            java,
+            heap=("128m", heap),
+            args=[
+                f"-Dlog4j2.configurationFile={log4j}",
+                "-cp",
+                f"{classpath}/*",
+                "org.apache.kafka.connect.cli.ConnectStandalone",
+                str(worker),
+                *files,
+            ],
+        ),
         what="Kafka Connect worker",
         port=port,
         data_dir=data_dir,

@@ -19,7 +19,7 @@ import asyncio
 import base64
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +75,20 @@ JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 the single-threaded collector halve the CPU it takes to start and to run (a JVM's start-up is
 mostly the optimizing compiler's work), which counts on a two-core machine running tests in
 parallel."""
+
+
+def jvm_command(java: Path, *, heap: tuple[str, str], args: Sequence[str]) -> list[str]:
+    """``java`` with ``heap`` (initial, maximum) and what every long-running local JVM gets
+    (:data:`JVM_OPTIONS`, headless), then ``args`` (properties, class path, main class...)."""
+    initial, maximum = heap
+    return [
+        str(java),
+        f"-Xms{initial}",
+        f"-Xmx{maximum}",
+        *JVM_OPTIONS,
+        "-Djava.awt.headless=true",
+        *args,
+    ]
 
 
 def resolve_jars(cache_dir: Path | None = None) -> Path:
@@ -296,16 +310,7 @@ def start_kafka(
     )
     bootstrap_servers = f"127.0.0.1:{port}"
     process = launch(
-        [
-            str(java),
-            "-Xms256m",
-            f"-Xmx{heap}",
-            *JVM_OPTIONS,
-            "-Djava.awt.headless=true",
-            *common,
-            "kafka.Kafka",
-            str(props),
-        ],
+        jvm_command(java, heap=("256m", heap), args=[*common, "kafka.Kafka", str(props)]),
         what="Kafka broker",
         port=port,
         data_dir=data_dir,

@@ -37,10 +37,8 @@ async def _pool(dsn: str) -> object:
 async def test_a_connect_cancelled_at_any_step_of_its_handshake_leaves_nothing(
     database_url: str, opener
 ) -> None:
-    loop = asyncio.get_running_loop()
-    errors: list[dict[str, object]] = []
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    """An error left on a future fails the test through the suite's check of the event loop
+    (tests/conftest.py); the sessions are counted here."""
     admin = await asyncpg.connect(database_url)
     try:
         before = await _sessions(admin)
@@ -66,8 +64,6 @@ async def test_a_connect_cancelled_at_any_step_of_its_handshake_leaves_nothing(
         )
     finally:
         await admin.close()
-        loop.set_exception_handler(previous)
-    assert [context.get("message") for context in errors] == []
 
 
 async def _sessions_at_most(admin: asyncpg.Connection, count: int) -> bool:

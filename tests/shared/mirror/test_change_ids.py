@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
 import pytest
-import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.db import Pool, create_pool
+from shared.db import Pool
 from shared.entities import TICKETS
 from shared.errors import KafkaError
 from shared.messages.topics import Topics
@@ -115,15 +113,6 @@ STEPS = st.lists(
 )
 ROW_IDS = itertools.count(1)
 """A row of its own for each example (the database lives as long as the test)."""
-
-
-@pytest_asyncio.fixture
-async def pool(migrated_database: str) -> AsyncIterator[Pool]:
-    pool = await create_pool(migrated_database, min_size=1, max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 class Row:

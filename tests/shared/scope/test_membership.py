@@ -3,14 +3,12 @@ row in the mirror, or none), and an entry it cannot classify refused instead of 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, cast
 
 import pytest
-import pytest_asyncio
 
-from shared.db import Pool, create_pool
+from shared.db import Pool
 from shared.entities import (
     COMPANIES,
     CONTACTS,
@@ -77,15 +75,6 @@ def test_a_cycle_of_scope_parents_is_refused(monkeypatch: pytest.MonkeyPatch):
 
 
 # --- against the mirror ---------------------------------------------------------------------
-@pytest_asyncio.fixture
-async def pool(migrated_database: str) -> AsyncIterator[Pool]:
-    pool = await create_pool(migrated_database, max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 async def _mirror(pool: Pool, spec: EntitySpec, rows: dict[int, str]) -> None:
     """Rows of ``spec`` in the mirror for connection acme: ``live``, ``deleted`` or ``out``."""
     async with pool.acquire() as db:
