@@ -1,11 +1,19 @@
 """Connection checks people run: can this connection talk to Autotask, and how well?
 
 :func:`check` discovers the zone, authenticates, and reports what a person setting up a
-connection needs: the zone host, the API user, how many companies and tickets it sees, the
-tenant's API usage and this deployment's share of it, and whether the user may create webhooks.
-Any failure is reported as its cause and the fix. :func:`check_scope` verifies a sync scope's ids
-against the tenant's picklists and companies. Used by ``test-connection`` and
-``connections add|edit|test``.
+connection needs: the zone host, the API user, how many rows of each entity the connection
+syncs the user sees, the tenant's API usage and this deployment's share of it, and whether the
+user may read and create every webhook the connection would get. Every permission the sync
+needs and the API user lacks is listed, each with where to grant it; any other failure is
+reported as its cause and the fix. :func:`check_scope` verifies a sync scope's ids against the
+tenant's picklists and companies. Used by ``test-connection`` and ``connections add|edit|test``.
+
+The calls are few and cheap: the zone lookup, one query for the API user, one ``count`` per
+synced entity, one usage reading, two per webhook entity (a ``count`` of its webhooks and a
+create probe with an empty body, which Autotask refuses either for permission or for the missing
+fields) and, for a scope with filters, one field-information read per filtered picklist and one
+query for the listed companies. The default scope makes 13 besides the zone lookup (7 synced
+entities, 2 webhook entities); the report says how many were made.
 
 With the deployment's database (``database_url``) the report also shows what every process
 together used of the share in the rolling hour, and whether calls are paused after rejected
@@ -26,6 +34,13 @@ from typing import Any
 
 from yarl import URL
 
+from cli.tenant_lookup import (
+    SCOPE_PICKLISTS,
+    Picklist,
+    PicklistField,
+    read_picklist,
+    scope_values,
+)
 from shared.apibudget import store as shared_budget
 from shared.autotask import (
     DEFAULT_SHARE,
@@ -40,6 +55,7 @@ from shared.autotask import (
     RetryPolicy,
 )
 from shared.db import DedicatedSession, connect
+from shared.entities import EntitySpec, by_rest_name
 from shared.errors import (
     AuthenticationError,
     AutotaskConnectionError,
@@ -55,7 +71,6 @@ from shared.errors import (
 from shared.scope.rules import SyncScope
 
 _NOW = Priority.INTERACTIVE
-WEBHOOK_ROOT = "TicketWebhooks"
 DEFAULT_TIMEOUT = timedelta(seconds=60)
 
 FIXES: list[tuple[type[SyncError], str]] = [
@@ -95,10 +110,26 @@ SCOPE_FIX = (
     "correct the ids in the connection's scope (`autotask-sync connections edit NAME "
     "--scope-file FILE`); the valid choices are listed above"
 )
-WEBHOOK_FIX = (
-    "edit the API user's security level: enable 'Can create WebHooks' and set a maximum "
-    "webhook count of at least 1 (Admin > Security Levels)"
+PERMISSIONS_FIX = (
+    "grant each permission above on the API user's security level (or use an API user whose "
+    'level has them), or stop syncing the entity: take it out of the scope\'s "entities" (a '
+    'webhook root: "webhooks.entities") with `autotask-sync connections edit NAME '
+    "--scope-file FILE` (AUTOTASK_SYNC_AUTOTASK_SCOPE for the environment connection); then run "
+    "the test again"
 )
+READ_PERMISSION = "query (view) permission"
+WEBHOOK_PERMISSION = "'Can create WebHooks' with a maximum webhook count that covers them"
+# Where each synced entity's permission sits in a security level (its section and object).
+_SECTIONS = {
+    "Companies": "section CRM, object Organizations",
+    "Contacts": "section CRM, object Contacts",
+    "ConfigurationItems": "section CRM, object Configuration Items",
+    "Tickets": "section Service Desk, object Tickets",
+    "TicketNotes": "section Service Desk, object Tickets (their notes)",
+    "Resources": "section Admin, object Resources/Users (HR)",
+    "Contracts": "section Contracts, object Contracts",
+}
+_WEBHOOK_SECTION = "section Other, the webhook permissions"
 
 
 @dataclass
@@ -109,9 +140,15 @@ class Report:
     ok: bool = False
     zone: dict[str, Any] = field(default_factory=dict)
     api_user: dict[str, Any] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int | None] = field(default_factory=dict)
+    """Rows the API user sees, per entity the connection syncs (None: it may not read them)."""
     usage: dict[str, Any] = field(default_factory=dict)
     webhooks: dict[str, Any] = field(default_factory=dict)
+    """Per entity the connection would get a webhook for: its root, whether the user may read
+    and create it, and why."""
+    missing_permissions: list[dict[str, str]] = field(default_factory=list)
+    """Every permission the sync needs and the API user lacks: entity, permission, where to
+    grant it, and Autotask's answer."""
     scope: dict[str, Any] = field(default_factory=dict)
     pause: dict[str, Any] = field(default_factory=dict)
     """Calls paused after rejected credentials (empty: none), and whether the check lifted it."""
@@ -126,19 +163,24 @@ async def check(
     share: float = DEFAULT_SHARE,
     database_url: str | None = None,
 ) -> Report:
-    """Run every step against Autotask, ``scope``'s ids last; stop at the first that fails.
+    """Run every step against Autotask, ``scope``'s ids last; stop at the first that fails,
+    except that missing permissions are all collected before the check fails on them.
 
-    ``share`` is the deployment's ``AUTOTASK_SYNC_API_SHARE``; ``database_url`` its database,
-    for the shared budget and pause (unreachable: the report says so and the check goes on).
+    ``scope`` says which entities are read and which webhooks are checked (None: the default
+    scope). ``share`` is the deployment's ``AUTOTASK_SYNC_API_SHARE``; ``database_url`` its
+    database, for the shared budget and pause (unreachable: the report says so and the check
+    goes on).
     """
     async with _budget_records(database_url) as records:
-        report = await _check(connection, scope=scope, time_limit=time_limit, share=share)
+        report = await _check(
+            connection, scope=scope or SyncScope(), time_limit=time_limit, share=share
+        )
         await _shared_state(report, connection.name, records)
     return report
 
 
 async def _check(
-    connection: Connection, *, scope: SyncScope | None, time_limit: timedelta, share: float
+    connection: Connection, *, scope: SyncScope, time_limit: timedelta, share: float
 ) -> Report:
     config = ClientConfig(
         request_timeout=min(timedelta(seconds=30), time_limit),
@@ -161,9 +203,8 @@ async def _check(
             }
             step = "authentication"
             report.api_user = await _api_user(client, connection.username)
-            step = "counting companies and tickets"
-            for entity in ("Companies", "Tickets"):
-                report.counts[entity] = await client.count(entity, priority=_NOW)
+            step = "counting the synced entities"
+            await _count_synced(client, scope, report)
             step = "reading API usage"
             usage = await client.threshold_information()
             report.usage |= {
@@ -173,29 +214,22 @@ async def _check(
                 "used_ratio": round(usage.used_ratio, 4),
                 "project_limit": client.budget.allowance,
             }
-            step = "webhook permission"
-            report.webhooks = await _webhooks(client)
-            if not report.webhooks.get("can_create"):
+            step = "webhook permissions"
+            await _check_webhooks(client, scope, report)
+            if report.missing_permissions:
+                report.error = _missing_permissions_error(report.missing_permissions)
+                return report
+            step = "sync scope"
+            problems = await check_scope(client, scope)
+            report.scope = {"valid": not problems, "problems": problems}
+            if problems:
                 report.error = {
                     "step": step,
-                    "type": "PermissionDeniedError",
-                    "cause": "the API user cannot create webhooks: "
-                    f"{report.webhooks.get('reason')}",
-                    "fix": WEBHOOK_FIX,
+                    "type": "ConfigError",
+                    "cause": "; ".join(problems),
+                    "fix": SCOPE_FIX,
                 }
                 return report
-            if scope is not None:
-                step = "sync scope"
-                problems = await check_scope(client, scope)
-                report.scope = {"valid": not problems, "problems": problems}
-                if problems:
-                    report.error = {
-                        "step": step,
-                        "type": "ConfigError",
-                        "cause": "; ".join(problems),
-                        "fix": SCOPE_FIX,
-                    }
-                    return report
         except SyncError as exc:
             report.error = explain(step, exc)
             return report
@@ -222,7 +256,7 @@ async def _budget_records(database_url: str | None) -> AsyncIterator[DedicatedSe
 
 async def _shared_state(report: Report, name: str, db: DedicatedSession | None) -> None:
     """This deployment's use of its share and the pause, from the shared budget (if any)."""
-    made = int(report.usage.pop("calls_by_this_check", 0) or 0)
+    made = int(report.usage.get("calls_by_this_check", 0) or 0)
     if db is None:
         report.usage["project_requests"] = None
         return
@@ -267,37 +301,108 @@ async def _api_user(client: AutotaskClient, username: str) -> dict[str, Any]:
     }
 
 
-async def _webhooks(client: AutotaskClient) -> dict[str, Any]:
-    """Whether the API user may create webhooks, without leaving anything behind.
+async def _count_synced(client: AutotaskClient, scope: SyncScope, report: Report) -> None:
+    """One ``count`` per entity the connection syncs; a refusal is noted and the rest go on."""
+    for spec in scope.synced():
+        entity = spec.rest_name
+        try:
+            report.counts[entity] = await client.count(entity, priority=_NOW)
+        except PermissionDeniedError as exc:
+            report.counts[entity] = None
+            report.missing_permissions.append(
+                _missing(entity, READ_PERMISSION, _SECTIONS.get(entity), exc)
+            )
 
-    entityInformation answers for the entity's create permission, but not (in every tenant)
-    for the separate "Can create WebHooks" grant, so a create is probed with an empty body:
+
+def _webhook_specs(scope: SyncScope) -> list[EntitySpec]:
+    """The entities a connection with ``scope`` gets webhooks for, as the provisioner decides
+    with its default settings: the scope's ``webhooks.entities`` when set, else the synced
+    entities the registry gives a webhook by default."""
+    if scope.webhooks.entities is not None:
+        return [by_rest_name(name) for name in scope.webhooks.entities]
+    return [spec for spec in scope.synced() if spec.has_webhooks and spec.webhook_by_default]
+
+
+async def _check_webhooks(client: AutotaskClient, scope: SyncScope, report: Report) -> None:
+    """Whether the API user may read and create each webhook the connection would get."""
+    entities: dict[str, Any] = {}
+    for spec in _webhook_specs(scope):
+        root = spec.webhook_root
+        assert root is not None  # _webhook_specs gives entities with webhooks only
+        can_read = await _can_read_webhooks(client, root, report)
+        can_create, reason = await _can_create_webhooks(client, root, report)
+        entities[spec.rest_name] = {
+            "root": root,
+            "can_read": can_read,
+            "can_create": can_create,
+            "reason": reason,
+        }
+    report.webhooks = {
+        "entities": entities,
+        "can_create": all(e["can_read"] and e["can_create"] for e in entities.values()),
+    }
+
+
+async def _can_read_webhooks(client: AutotaskClient, root: str, report: Report) -> bool:
+    """The provisioner lists a root's webhooks to compare them with what it wants."""
+    try:
+        await client.count(root, priority=_NOW)
+    except PermissionDeniedError as exc:
+        report.missing_permissions.append(_missing(root, READ_PERMISSION, _WEBHOOK_SECTION, exc))
+        return False
+    return True
+
+
+async def _can_create_webhooks(
+    client: AutotaskClient, root: str, report: Report
+) -> tuple[bool, str]:
+    """Whether the API user may create webhooks on ``root``, without leaving anything behind.
+
+    entityInformation would answer for the entity's create permission, but not (in every
+    tenant) for the separate "Can create WebHooks" grant, so a create is probed with an empty body:
     Autotask refuses it either for permission (no) or for the missing webhook URL (yes).
     """
-
-    def verdict(can: bool, reason: str) -> dict[str, Any]:
-        return {"entity": WEBHOOK_ROOT, "can_create": can, "reason": reason}
-
     try:
-        info = await client.entity_information(WEBHOOK_ROOT)
+        created = await client.create(root, {}, priority=_NOW)
     except PermissionDeniedError as exc:
-        return verdict(False, str(exc))
-    access = info.user_access_for_create
-    if not info.can_create or access is False or str(access).strip().lower() == "none":
-        return verdict(False, f"entityInformation of {WEBHOOK_ROOT} denies create to the user")
-    try:
-        created = await client.create(WEBHOOK_ROOT, {}, priority=_NOW)
-    except PermissionDeniedError as exc:
-        return verdict(False, str(exc))
+        report.missing_permissions.append(_missing(root, WEBHOOK_PERMISSION, _WEBHOOK_SECTION, exc))
+        return False, str(exc)
     except InvalidQueryError:
-        return verdict(True, "allowed (a probe was refused only for its empty body)")
+        return True, "allowed (a probe was refused only for its empty body)"
     except AutotaskServerError as exc:
         # Permission is checked first in every answer seen; an unclear refusal of an empty
-        # body is not a denial, and entityInformation already said yes.
-        return verdict(True, f"probably allowed (the probe got an unclear answer: {exc})")
+        # body is not a denial.
+        return True, f"probably allowed (the probe got an unclear answer: {exc})"
     # Never expected (an empty webhook is invalid), but if it happened, undo it.
-    await client.delete(WEBHOOK_ROOT, created, priority=_NOW)
-    return verdict(True, "allowed")
+    await client.delete(root, created, priority=_NOW)
+    return True, "allowed"
+
+
+def _missing(
+    entity: str, permission: str, section: str | None, exc: PermissionDeniedError
+) -> dict[str, str]:
+    where = "Admin > Account Settings & Users > Security Levels > the API user's level"
+    return {
+        "entity": entity,
+        "permission": permission,
+        "grant": f"{where}, {section}" if section else where,
+        "answer": str(exc),
+    }
+
+
+def _missing_permissions_error(missing: list[dict[str, str]]) -> dict[str, str]:
+    listed = "; ".join(f"{m['permission']} on {m['entity']}" for m in missing)
+    return {
+        "step": "permissions",
+        "type": "PermissionDeniedError",
+        "cause": f"{_lacks(missing)}: {listed}",
+        "fix": PERMISSIONS_FIX,
+    }
+
+
+def _lacks(missing: list[dict[str, str]]) -> str:
+    many = f"{len(missing)} permissions" if len(missing) > 1 else "a permission"
+    return f"the API user's security level lacks {many} the sync needs"
 
 
 def explain(step: str, exc: SyncError) -> dict[str, str]:
@@ -326,8 +431,8 @@ def render_text(report: Report) -> str:
             )
         else:
             lines.append(f"  API user:    {user['username']} (authenticated; not visible)")
-    for entity, number in report.counts.items():
-        lines.append(f"  {entity.lower() + ':':<12} {number}")
+    if report.counts:
+        lines.append(f"  rows:        {_counts_text(report.counts)}")
     usage = report.usage
     if "requests" in usage:
         lines.append(
@@ -335,22 +440,47 @@ def render_text(report: Report) -> str:
             f"({usage['used_ratio']:.1%})"
         )
         lines.append(f"  API share:   {_share_text(usage)}")
+    if "calls_by_this_check" in usage:
+        counted = " (counted in its use)" if usage.get("project_requests") is not None else ""
+        lines.append(f"  API calls:   {usage['calls_by_this_check']} made by this check{counted}")
     if report.pause:
         lines.append(f"  paused:      {_pause_text(report.pause)}")
     if report.webhooks:
-        verdict = "can be created" if report.webhooks["can_create"] else "CANNOT be created"
-        lines.append(f"  webhooks:    {verdict} ({report.webhooks['entity']})")
+        lines.append(f"  webhooks:    {_webhooks_text(report.webhooks['entities'])}")
     if report.scope:
         lines.append(f"  sync scope:  {'valid' if report.scope['valid'] else 'INVALID'}")
     if report.error:
-        lines += [
-            f"FAILED at {report.error['step']}",
-            f"  cause: {report.error['cause']}",
-            f"  fix:   {report.error['fix']}",
-        ]
+        lines.append(f"FAILED at {report.error['step']}")
+        missing = report.missing_permissions
+        if missing:
+            lines.append(f"  cause: {_lacks(missing)}:")
+            lines += [
+                f"    {m['entity']}: {m['permission']}; grant it in {m['grant']}" for m in missing
+            ]
+        else:
+            lines.append(f"  cause: {report.error['cause']}")
+        lines.append(f"  fix:   {report.error['fix']}")
     else:
         lines.append("OK: the connection works")
     return "\n".join(lines)
+
+
+def _counts_text(counts: dict[str, int | None]) -> str:
+    return ", ".join(
+        f"{entity} {'NOT READABLE' if number is None else f'{number:,}'}"
+        for entity, number in counts.items()
+    )
+
+
+def _webhooks_text(entities: dict[str, Any]) -> str:
+    if not entities:
+        return "none for this connection (its scope's webhooks.entities is empty)"
+    allowed = [e["root"] for e in entities.values() if e["can_read"] and e["can_create"]]
+    refused = [e["root"] for e in entities.values() if e["root"] not in allowed]
+    if not refused:
+        return f"can be created ({', '.join(allowed)})"
+    text = f"CANNOT be created ({', '.join(refused)})"
+    return text + (f"; can be created ({', '.join(allowed)})" if allowed else "")
 
 
 def _share_text(usage: dict[str, Any]) -> str:
@@ -379,49 +509,30 @@ def render_json(report: Report) -> str:
 
 # --- sync scope -------------------------------------------------------------------------------
 # (scope attribute, entity, picklist field, what people call the values)
-_PICKLIST_RULES: tuple[tuple[str, str, str, str], ...] = (
-    ("tickets.include_queues", "Tickets", "queueID", "queues"),
-    ("tickets.exclude_queues", "Tickets", "queueID", "queues"),
-    ("tickets.include_categories", "Tickets", "ticketCategory", "ticket categories"),
-    ("tickets.exclude_categories", "Tickets", "ticketCategory", "ticket categories"),
-    ("tickets.include_statuses", "Tickets", "status", "ticket statuses"),
-    ("tickets.exclude_statuses", "Tickets", "status", "ticket statuses"),
-    ("companies.company_types", "Companies", "companyType", "company types"),
-)
-_SHOWN_CHOICES = 20
-
-
 async def check_scope(client: AutotaskClient, scope: SyncScope) -> list[str]:
     """Problems with ``scope`` against the tenant: ids that are not in the picklists (named with
     the valid choices) and company ids that do not exist. Empty when the scope is valid."""
     problems: list[str] = []
-    picklists: dict[tuple[str, str], dict[str, str] | None] = {}
-    for attribute, entity, field_name, noun in _PICKLIST_RULES:
-        group, name = attribute.split(".")
-        wanted = getattr(getattr(scope, group), name)
+    picklists: dict[PicklistField, Picklist | None] = {}
+    for attribute, of in SCOPE_PICKLISTS.items():
+        wanted = scope_values(scope, attribute)
         if not wanted:
             continue
-        if (entity, field_name) not in picklists:
-            fields = {f.name: f for f in await client.field_info(entity)}
-            info = fields.get(field_name)
-            picklists[entity, field_name] = info.picklist() if info and info.is_pick_list else None
-        choices = picklists[entity, field_name]
-        if choices is None:
-            problems.append(
-                f"{attribute}: the tenant reports no {field_name} picklist on {entity}, so "
-                f"{noun} cannot be filtered; remove {attribute}"
-            )
+        if of not in picklists:
+            try:
+                picklists[of] = await read_picklist(client, of)
+            except ConfigError as exc:
+                picklists[of] = None
+                problems.append(f"{attribute}: {exc}; remove {attribute}")
+        picklist = picklists[of]
+        if picklist is None:
             continue
-        unknown = [value for value in wanted if str(value) not in choices]
+        unknown = [value for value in wanted if value not in picklist.choices]
         if unknown:
-            valid = ", ".join(
-                f"{v} ({label})" for v, label in list(choices.items())[:_SHOWN_CHOICES]
-            )
-            more = len(choices) - _SHOWN_CHOICES
             problems.append(
                 f"{attribute}: {', '.join(map(str, unknown))} "
-                f"{'is not one of the' if len(unknown) == 1 else 'are not'} {noun}; valid "
-                f"{noun}: {valid}{f' and {more} more' if more > 0 else ''}"
+                f"{'is not one of the' if len(unknown) == 1 else 'are not'} {of.noun}; "
+                f"{picklist.listed()}"
             )
     if scope.companies.company_ids:
         found = await client.fetch_by_ids(

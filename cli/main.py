@@ -22,6 +22,9 @@ COMMANDS: dict[str, Command] = {
         "cli.commands.connections",
         "add, list, show, edit, test, enable, disable, remove the Autotask connections; rekey",
     ),
+    "companies": Command(
+        "cli.commands.companies", "list the tenant's companies (ids for a connection's scope)"
+    ),
     "dlq": Command(
         "cli.commands.dlq", "list the dead-lettered callouts, or replay them after a fix"
     ),

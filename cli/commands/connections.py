@@ -1,8 +1,9 @@
 """``autotask-sync connections``: the Autotask tenants this deployment serves.
 
-    connections add NAME --username U [--zone-url URL] [--scope-file F] [--force]
+    connections add NAME --username U [--zone-url URL] [--scope JSON | --scope-file F] [--force]
     connections list | show NAME | test NAME
-    connections edit NAME [--username U] [--new-secret] [--new-integration-code] [--scope-file F]
+    connections edit NAME [--username U] [--new-secret] [--new-integration-code]
+                          [--scope JSON | --scope-file F]
     connections enable NAME | disable NAME | remove NAME [--teardown]
     connections rekey | generate-key
 
@@ -17,12 +18,20 @@ for every process of the deployment.
 
 Connection names are the slugs used in Kafka keys, table rows and metric labels; they cannot be
 renamed (add a new connection and remove the old one).
+
+The sync scope (``--scope`` / ``--scope-file``) may name companies in ``companies.company_ids``
+and picklist labels (queues, ticket categories and statuses, company types) where ids are
+stored: the names are looked up in the tenant (exactly, ignoring case; a name that matches
+nothing or several is refused, listing the candidates), the stored scope holds the ids, and
+``add`` and ``edit`` print it with each id's name.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import getpass
 import json
 import os
@@ -33,12 +42,15 @@ from typing import Any, NoReturn
 
 from pydantic import SecretStr
 
-from cli.checks import Report, check, render_json, render_text
-from cli.store import open_store
-from shared.autotask import Connection
+from cli.checks import Report, check, explain, render_json, render_text
+from cli.store import Store, open_store
+from cli.tenant_lookup import CLIENT_CONFIG, ResolvedScope, names_in, resolve_scope, without_names
+from shared.apibudget import client_config_for
+from shared.apibudget import store as shared_budget
+from shared.autotask import AutotaskClient, Connection
 from shared.connections import store as rows
 from shared.db import database_dsn, session
-from shared.errors import ConfigError
+from shared.errors import AutotaskError, ConfigError, SyncError
 from shared.scope.rules import SyncScope
 from shared.secrets import KEYS_VARIABLE, SecretBox
 from shared.settings import AutotaskSettings, load_settings
@@ -124,7 +136,12 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--impersonation-resource-id", type=int, metavar="ID")
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("--scope", metavar="JSON", help="sync scope as JSON (shared/scope.py)")
+    scope.add_argument(
+        "--scope",
+        metavar="JSON",
+        help="sync scope as JSON; company names and picklist labels may stand for ids "
+        "(docs/configuration.md)",
+    )
     scope.add_argument("--scope-file", metavar="FILE", type=Path, help="sync scope from a file")
 
 
@@ -151,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 # --- actions ----------------------------------------------------------------------------------
 async def _add(args: argparse.Namespace, settings: AutotaskSettings) -> int:
     name = rows.check_name(args.name)
-    scope = _scope(args) or SyncScope()
+    document = _scope_document(args)
     async with open_store(settings) as store:
         box = store.box()  # before anything else: no key, nothing to store with
         async with session(store.pool, "look for the connection") as db:
@@ -169,16 +186,22 @@ async def _add(args: argparse.Namespace, settings: AutotaskSettings) -> int:
             zone_url=args.zone_url,
             zone_lookup_url=args.zone_lookup_url,
             impersonation_resource_id=args.impersonation_resource_id,
-            scope=scope,
             enabled=not args.disabled,
         )
         connection = _connection(new, settings)
-        if not await _passes(connection, scope, settings, force=args.force, verb="stored"):
+        resolved = None
+        if document is not None:
+            resolved = await _resolved_scope(connection, document, store, verb="stored")
+            if resolved is None:
+                return 1
+            new = dataclasses.replace(new, scope=resolved.scope)
+        if not await _passes(connection, new.scope, settings, force=args.force, verb="stored"):
             return 1
         async with session(store.pool, "store the connection") as db:
             await rows.insert(db, new, box)
     state = "disabled" if args.disabled else "enabled; running processes serve it within seconds"
     print(f"added connection {name!r} ({state})")
+    _print_scope(resolved)
     return 0
 
 
@@ -244,7 +267,7 @@ async def _edit(args: argparse.Namespace, settings: AutotaskSettings) -> int:
             if args.new_integration_code or args.integration_code_env
             else None
         )
-        scope = _scope(args)
+        document = _scope_document(args)
         changes: dict[str, Any] = {
             "username": _username(args.username) if args.username else None,
             "secret": secret,
@@ -252,7 +275,7 @@ async def _edit(args: argparse.Namespace, settings: AutotaskSettings) -> int:
             "zone_url": args.zone_url,
             "zone_lookup_url": args.zone_lookup_url,
             "impersonation_resource_id": args.impersonation_resource_id,
-            "scope": scope,
+            "scope": document,
         }
         if all(value is None for value in changes.values()):
             raise ConfigError("nothing to change: name at least one option (see --help)")
@@ -261,13 +284,24 @@ async def _edit(args: argparse.Namespace, settings: AutotaskSettings) -> int:
             edited = Connection.model_validate({**dict(current), **overrides})
         except ValueError as exc:
             raise ConfigError(f"invalid connection settings: {exc}") from None
-        if not await _passes(
-            edited, scope or row.sync_scope(), settings, force=args.force, verb="saved"
-        ):
+        resolved = None
+        if document is not None:
+            resolved = await _resolved_scope(edited, document, store, verb="saved")
+            if resolved is None:
+                return 1
+            changes["scope"] = resolved.scope
+        scope = resolved.scope if resolved else row.sync_scope()
+        if not await _passes(edited, scope, settings, force=args.force, verb="saved"):
             return 1
         async with session(store.pool, "save the connection") as db:
             await rows.update(db, row.name, box=box, **changes)
     print(f"updated connection {row.name!r}; running processes pick it up within seconds")
+    _print_scope(resolved)
+    if resolved is not None and resolved.scope != row.sync_scope():
+        print(
+            "the sweeps bring the mirror to the new scope by themselves; "
+            "`autotask-sync status` shows it until they are done"
+        )
     return 0
 
 
@@ -407,16 +441,71 @@ def _username(value: str) -> str:
     return username
 
 
-def _scope(args: argparse.Namespace) -> SyncScope | None:
+def _scope_document(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The scope given with --scope or --scope-file, its shape checked (names are looked up in
+    the tenant later); None when neither is given."""
     if args.scope is not None:
-        return SyncScope.parse(args.scope)
-    if args.scope_file is not None:
+        text = args.scope
+    elif args.scope_file is not None:
         try:
             text = args.scope_file.read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read --scope-file {args.scope_file}: {exc}") from None
-        return SyncScope.parse(text)
-    return None
+    else:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        SyncScope.parse(text)  # not a JSON object: the scope's own error says what is wrong
+        raise ConfigError("invalid sync scope: give a JSON object")
+    SyncScope.parse(without_names(document))
+    return document
+
+
+async def _resolved_scope(
+    connection: Connection, document: dict[str, Any], store: Store, *, verb: str
+) -> ResolvedScope | None:
+    """The scope ``document`` describes, its names looked up in the tenant (ConfigError for a
+    name that matches nothing or several). None, with the failure printed, when Autotask cannot
+    be asked and names need it; ids alone then go to the connection test, which reports it.
+
+    The calls are made directly (like the connection test's, not paused after rejected
+    credentials: the credentials may be new) and counted into the shared budget afterwards."""
+    async with AutotaskClient(
+        connection, config=client_config_for(store.settings, CLIENT_CONFIG)
+    ) as client:
+        try:
+            return await resolve_scope(client, document)
+        except AutotaskError as exc:
+            if not names_in(document):
+                return ResolvedScope(scope=SyncScope.parse(document))
+            failure = explain("looking up the names in the sync scope", exc)
+            print(
+                f"FAILED at {failure['step']}\n  cause: {failure['cause']}\n"
+                f"  fix:   {failure['fix']}\n"
+                f"not {verb}: the names could not be looked up (ids need no lookup)",
+                file=sys.stderr,
+            )
+            return None
+        finally:
+            await _count_calls(store, connection.name, client.budget.view.project_calls)
+
+
+async def _count_calls(store: Store, name: str, calls: int) -> None:
+    if calls:
+        # Counting is best effort: the budget tables may not exist yet (migrate).
+        with contextlib.suppress(SyncError):
+            async with session(store.pool, "count the API calls") as db:
+                await shared_budget.add_calls(db, connection=name, calls=calls)
+
+
+def _print_scope(resolved: ResolvedScope | None) -> None:
+    if resolved is not None:
+        print("sync scope:")
+        for line in resolved.lines():
+            print(f"  {line}")
 
 
 def _connection(new: rows.NewConnection, settings: AutotaskSettings) -> Connection:

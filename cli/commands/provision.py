@@ -35,8 +35,7 @@ from services.provisioner.plan import Plan
 from services.provisioner.provision import CLIENT_CONFIG, Mode, PassResult, Provisioner
 from services.provisioner.settings import ProvisionerSettings
 from services.provisioner.status import StatusRow, status_rows
-from shared.apibudget import client_config_for, open_coordinator
-from shared.autotask import AutotaskClient, Connection
+from shared.apibudget import command_client
 from shared.connections import store as rows
 from shared.connections.catalogue import ServedConnection, environment_connection
 from shared.db import session
@@ -96,7 +95,7 @@ async def teardown_connection(name: str) -> PassResult:
             store, settings, name=name, every=False, include_disabled=True
         )
         provisioner = _provisioner(settings, store, None)
-        async with _client(settings, served.connection) as client:
+        async with command_client(settings, served.connection, CLIENT_CONFIG) as client:
             return await provisioner.run(
                 served,
                 client,
@@ -104,20 +103,6 @@ async def teardown_connection(name: str) -> PassResult:
                 mode="teardown",
                 lock_wait=settings.provisioner_lock_wait,
             )
-
-
-@asynccontextmanager
-async def _client(
-    settings: ProvisionerSettings, connection: Connection
-) -> AsyncIterator[AutotaskClient]:
-    """A client sharing the connection's API budget with every other process (ADR 0008)."""
-    async with (
-        open_coordinator(settings) as coordinator,
-        AutotaskClient(
-            connection, config=client_config_for(settings, CLIENT_CONFIG), coordinator=coordinator
-        ) as client,
-    ):
-        yield client
 
 
 # --- actions ----------------------------------------------------------------------------------
@@ -131,7 +116,7 @@ async def _read_only(
     documents: list[dict[str, Any]] = []
     failed = False
     for connection in served:
-        async with _client(settings, connection.connection) as client:
+        async with command_client(settings, connection.connection, CLIENT_CONFIG) as client:
             try:
                 plan, observation = await provisioner.plan(connection, client)
             except SyncError as exc:  # report it and go on with the others
@@ -167,7 +152,7 @@ async def _passes(
     rotate = _rotate_entities(args) if args.action == "rotate-secret" else ()
     failed = False
     for connection in served:
-        async with _client(settings, connection.connection) as client:
+        async with command_client(settings, connection.connection, CLIENT_CONFIG) as client:
             result = await provisioner.run(
                 connection,
                 client,

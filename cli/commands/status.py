@@ -2,7 +2,8 @@
 
 Per connection: the webhooks (state, Autotask id, last callout accepted, last deactivation), the
 provisioner's last pass, callouts waiting in the gateway's spool, the last sweep of each entity
-and what it repaired, ids the worker could not fetch, dead letters, the API budget (this
+and what it repaired, whether the mirror follows the sync scope or a scope change is still in
+progress, ids the worker could not fetch, dead letters, the API budget (this
 deployment's share and the tenant's use in all) and a lockout after rejected credentials. Then
 the worker's consumer lag. Everything is read through the state's stores in PostgreSQL and from
 Kafka: no Autotask call.
@@ -25,6 +26,7 @@ from shared.apibudget import store as budget_store
 from shared.connections import store as rows
 from shared.connections.catalogue import environment_connection
 from shared.db import DbSession, session
+from shared.entities import find_rest_name
 from shared.errors import DatabaseError, KafkaError, SyncError
 from shared.kafka import client_config
 from shared.kafka.admin import consumer_lag
@@ -33,6 +35,8 @@ from shared.messages.callout import HEADER_CONNECTION, header_map
 from shared.messages.deadletter import HEADER_ERROR_CLASS
 from shared.messages.topics import Topics
 from shared.reconcile import runs, unresolved
+from shared.scope import applied as applied_scopes
+from shared.scope.boundary import boundary
 from shared.settings import AutotaskSettings, load_settings
 
 T = TypeVar("T")
@@ -67,6 +71,7 @@ async def collect(settings: AutotaskSettings, *, only: str | None, group: str) -
             names = [n for n in names if n == only] or [only]
         for name in names:
             status["connections"][name] = await _connection(db, name)
+            status["connections"][name]["scope"] = await _scope(db, settings, name)
     status["dead_letters"] = await _dead_letters(settings, topics)
     for name, entry in status["connections"].items():
         entry["dead_letters"] = status["dead_letters"]["by_connection"].get(name, {})
@@ -85,6 +90,34 @@ async def _connection_names(db: DbSession, settings: AutotaskSettings) -> list[s
     if environment is not None and environment.name not in names:
         names.insert(0, environment.name)
     return names
+
+
+async def _scope(db: DbSession, settings: AutotaskSettings, name: str) -> dict[str, Any] | None:
+    """Whether the mirror follows the connection's scope, or which entities are still being
+    brought to it (a scope change in progress, ``shared/reconcile/rescope.py``)."""
+    environment = environment_connection(settings) if settings.has_environment_connection else None
+    if environment is not None and environment.name == name:
+        scope = environment.scope
+    else:
+        stored = await _read(rows.fetch_one(db, name), None)
+        if stored is None:
+            return None
+        scope = stored.sync_scope()
+    applied = await _read(applied_scopes.read_connection(db, name), {})
+    running = {
+        run.entity for run in await _read(runs.latest_per_entity(db, name), [])
+        if run.mode == "scope" and run.status == "running"
+    }  # fmt: skip
+    pending = []
+    for entity, (followed, _at) in sorted(applied.items()):
+        spec = find_rest_name(entity)
+        if spec is not None and not boundary(spec, scope).same_rows(boundary(spec, followed)):
+            pending.append({"entity": entity, "running": entity in running})
+    return {
+        "following": not pending,
+        "pending": pending,
+        "last_applied_at": max((at for _s, at in applied.values()), default=None),
+    }
 
 
 async def _read(read: Awaitable[T], empty: T) -> T:
@@ -205,6 +238,11 @@ def _when(value: Any) -> str:
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z ({ago})"
 
 
+def _or_dash(value: Any) -> str:
+    """``value``, or ``-`` when there is none (0 is a real Autotask id, shown as 0)."""
+    return "-" if value is None else str(value)
+
+
 def render(status: dict[str, Any]) -> str:
     lines: list[str] = []
     for name, c in status["connections"].items():
@@ -222,7 +260,7 @@ def render(status: dict[str, Any]) -> str:
         for hook in c["webhooks"]:
             lines.append(
                 f"    {hook['entity']:<20} {hook['state']:<12} webhook "
-                f"{hook['autotask_webhook_id'] or '-':<10} last callout "
+                f"{_or_dash(hook['autotask_webhook_id']):<10} last callout "
                 f"{_when(hook['last_callout_at'])}; last deactivation "
                 f"{_when(hook['last_deactivated_at'])}"
             )
@@ -238,6 +276,17 @@ def render(status: dict[str, Any]) -> str:
         lines.append(
             f"  gateway spool: {spool['rows']} callout(s) waiting (oldest {_when(spool['oldest'])})"
         )
+        scope = c.get("scope")
+        if scope is not None and scope["pending"]:
+            entities = ", ".join(
+                f"{p['entity']} ({'running' if p['running'] else 'waiting'})"
+                for p in scope["pending"]
+            )
+            lines.append(f"  scope: change in progress: {entities}")
+        elif scope is not None:
+            lines.append(
+                f"  scope: the mirror follows it (last applied {_when(scope['last_applied_at'])})"
+            )
         lines.append(f"  sweeps (repaired in the last 24 h: {c['repaired_last_24h']:,}):")
         for sweep in c["sweeps"]:
             error = f": {sweep['error']}" if sweep["error"] else ""

@@ -2,8 +2,10 @@
 
 Checks the connection configured by ``AUTOTASK_SYNC_AUTOTASK_*`` (``--connection`` renames it),
 or, when no username is configured there, the stored connection ``--connection NAME``. Prints the
-zone host, the API user, counts, usage (the tenant's, and this deployment's share of it) and
-webhook permission; any failure is printed as its cause and the fix, and the exit status is
+zone host, the API user, the rows of every entity the connection's scope syncs, usage (the
+tenant's, and this deployment's share of it), the calls the check made, and whether the webhooks
+the connection would get can be read and created. Every permission the API user lacks is listed
+with where to grant it; any failure is printed as its cause and the fix, and the exit status is
 non-zero (1). When it passes, a pause of the connection's calls after rejected credentials is
 lifted for every process. Secrets are read from environment variables only, never from argv (it
 shows up in ``ps`` and shell history).

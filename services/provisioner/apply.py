@@ -209,7 +209,7 @@ class Executor:
 
     async def _reactivate(self, step: Step, chain: _Chain) -> Outcome:
         assert isinstance(step, Reactivate)
-        if step.registration_id:
+        if step.registration_id:  # id-truthiness: ok our token (16+ chars); "" means none
             async with session(self.pool, "record a deactivated webhook") as db:  # it was down
                 await registrations.set_state(
                     db, step.registration_id, RegistrationState.DEACTIVATED
@@ -300,7 +300,9 @@ class Executor:
 
     async def _record(self, step: Step, chain: _Chain) -> Outcome:
         assert isinstance(step, RecordRegistration)
-        registration_id = step.registration_id or chain.registration_id
+        registration_id = (
+            step.registration_id or chain.registration_id  # id-truthiness: ok our token, never ""
+        )
         webhook_id = step.webhook_id if step.webhook_id is not None else chain.webhook_id
         if registration_id is None or webhook_id is None:
             raise SyncError("nothing to record: the webhook was not created", retriable=True)

@@ -353,7 +353,7 @@ def keeper_of(
     if registration is None:
         return None
     by_id = [w for w in ours if w.webhook_id == registration.webhook_id]
-    if by_id:
+    if by_id:  # id-truthiness: ok a list of webhooks: empty means none matched
         return by_id[0]
     by_url = sorted(
         (w for w in ours if naming.registration_in(w.webhook_url) == registration.registration_id),

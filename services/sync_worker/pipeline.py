@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from services.sync_worker import fetch as fetching
 from services.sync_worker.coalesce import Coalescer, Item, Unit, WindowPolicy
 from services.sync_worker.dlq import DeadLetters
+from shared.autotask import Priority
 from shared.connections.catalogue import ConnectionCatalogue
 from shared.db import Pool, db_errors, session
 from shared.entities import EntitySpec, by_callout_type, find_rest_name
@@ -50,10 +51,11 @@ from shared.metrics import (
     WORKER_WINDOW_SECONDS,
 )
 from shared.mirror.store import Snapshot
-from shared.mirror.writer import Mirror
+from shared.mirror.writer import Applied, Mirror
 from shared.reconcile import unresolved
 from shared.runtime.backoff import Backoff, Retry
 from shared.scope import membership
+from shared.scope.follow import Family, follow
 
 log = get_logger(__name__)
 
@@ -132,6 +134,10 @@ class CalloutPipeline:
         self._revoked: set[tuple[str, int]] = set()
         """Partitions being revoked whose buckets are to be flushed (:meth:`flush`)."""
         self._on_autotask: dict[int, tuple[str, float]] = {}
+        self._to_follow: dict[int, Applied] = {}
+        """Per unit in progress: what its writes moved across the scope's boundary and the
+        children have not followed yet (kept across retries: a retry finds the parents
+        already written, unchanged)."""
         """Units whose fetch is under way or failed on Autotask: unit id -> (connection, when
         the fetch started); cleared when a fetch returns."""
 
@@ -260,6 +266,7 @@ class CalloutPipeline:
             await self._process_until_done(unit)
         finally:
             self._on_autotask.pop(id(unit), None)
+            self._to_follow.pop(id(unit), None)
 
     async def _process_until_done(self, unit: Unit) -> None:
         WORKER_UNIT_CALLOUTS.labels(unit.connection, unit.entity.rest_name).observe(unit.callouts)
@@ -371,6 +378,20 @@ class CalloutPipeline:
                     sequences=unit.sequences,
                 )
             )
+        moved = self._to_follow.setdefault(id(unit), Applied())
+        moved.merge(applied)
+        family = Family(
+            pool=self._pool,
+            mirror=self._mirror,
+            client=client,
+            connection=connection,
+            scope=served.scope,
+            priority=Priority.WEBHOOK,
+        )
+        followed = await follow(family, entity, moved, origin="webhook")
+        del self._to_follow[id(unit)]
+        if followed.calls:
+            WORKER_API_CALLS.labels(connection, entity.rest_name).inc(followed.calls)
         async with session(self._pool, "record the ids left unresolved") as db:
             if fetched.missing:
                 await unresolved.record(
@@ -403,8 +424,10 @@ class CalloutPipeline:
             fetched=len(fetched.rows),
             deleted=len(unit.delete_at),
             missing=len(fetched.missing),
-            api_calls=fetched.calls,
-            published=applied.published,
+            api_calls=fetched.calls + followed.calls,
+            published=applied.published + followed.applied.published,
+            children_entered=followed.entered,
+            children_left=followed.left,
             outcomes=dict(applied.outcomes),
         )
 

@@ -13,10 +13,10 @@ them (docs/adr/0008-shared-api-budget.md):
     store.py        their rows: one function per statement
 
 Services get it through the connection catalogue (``ConnectionCatalogue.from_settings``);
-a command that builds its own client uses :func:`open_coordinator`::
+a command that builds its own client uses :func:`command_client` (or
+:func:`open_coordinator` for the coordinator alone)::
 
-    async with open_coordinator(settings) as coordinator:
-        async with AutotaskClient(connection, coordinator=coordinator) as client: ...
+    async with command_client(settings, connection, CLIENT_CONFIG) as client: ...
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 
 from shared.apibudget.coordinator import SharedCoordinator
 from shared.apibudget.link import CoordinatorConfig
-from shared.autotask import ClientConfig, LockoutPolicy
+from shared.autotask import AutotaskClient, ClientConfig, Connection, LockoutPolicy
 from shared.db import database_dsn
 from shared.settings import AutotaskSettings
 
@@ -77,10 +77,26 @@ async def open_coordinator(settings: AutotaskSettings) -> AsyncIterator[SharedCo
         yield coordinator
 
 
+@asynccontextmanager
+async def command_client(
+    settings: AutotaskSettings, connection: Connection, base: ClientConfig
+) -> AsyncIterator[AutotaskClient]:
+    """A client for one command, ``base`` with the deployment's share, within the connection's
+    API budget shared with every process (ADR 0008)."""
+    async with (
+        open_coordinator(settings) as coordinator,
+        AutotaskClient(
+            connection, config=client_config_for(settings, base), coordinator=coordinator
+        ) as client,
+    ):
+        yield client
+
+
 __all__ = [
     "CoordinatorConfig",
     "SharedCoordinator",
     "client_config_for",
+    "command_client",
     "coordinator_config",
     "coordinator_from_settings",
     "open_coordinator",

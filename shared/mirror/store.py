@@ -341,6 +341,108 @@ async def mark_deleted(
     return changes
 
 
+_OUT_OF_SCOPE = """
+WITH input AS (SELECT DISTINCT unnest($2::bigint[]) AS id)
+UPDATE {table} t SET out_of_scope_at = now(), origin = $3, synced_at = now(),
+    change_seq = t.change_seq + 1
+FROM input i
+WHERE t.connection = $1 AND t.id = i.id AND t.deleted_at IS NULL AND t.out_of_scope_at IS NULL
+RETURNING t.id, t.entity AS before, t.version, t.change_seq
+"""
+
+
+async def mark_out_of_scope(
+    db: DbSession, spec: EntitySpec, connection: str, ids: Iterable[int], *, origin: Origin
+) -> list[RowChange]:
+    """Mark the live rows among ``ids`` as outside the sync scope, as the mirror holds them (a
+    scope that narrowed, a parent that left): each reports ``out_of_scope`` with its last
+    state; ids not live are left alone and not reported."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    records = await guarded(
+        _locked(
+            db,
+            _lock_keys(spec, connection, wanted),
+            _OUT_OF_SCOPE.format(table=spec.mirror_table),
+            connection,
+            wanted,
+            origin,
+        ),
+        f"mark {len(wanted)} {spec.rest_name} out of scope",
+    )
+    return [
+        RowChange(
+            id=record["id"],
+            outcome="out_of_scope",
+            before=record["before"],
+            version=record["version"],
+            change_seq=record["change_seq"],
+        )
+        for record in records
+    ]
+
+
+async def live_children(
+    db: DbSession, spec: EntitySpec, connection: str, parent_field: str, parents: Iterable[int]
+) -> list[int]:
+    """Ids of the live rows of ``spec`` whose ``parent_field`` is one of ``parents``."""
+    wanted = sorted(set(parents))
+    if not wanted:
+        return []
+    records = await guarded(
+        db.fetch(
+            f"SELECT id FROM {spec.mirror_table} WHERE connection = $1 "  # noqa: S608 - registry names
+            "AND autotask_sync_bigint(entity ->> $2) = ANY($3::bigint[]) "
+            "AND deleted_at IS NULL AND out_of_scope_at IS NULL ORDER BY id",
+            connection,
+            parent_field,
+            wanted,
+        ),
+        f"read the {spec.rest_name} of {len(wanted)} parents",
+    )
+    return [record["id"] for record in records]
+
+
+async def live_orphans(
+    db: DbSession, spec: EntitySpec, connection: str, parent: EntitySpec, parent_field: str
+) -> list[int]:
+    """Ids of the live rows of ``spec`` whose parent (``parent_field``, a row of ``parent``)
+    is not live in the mirror: deleted, out of scope, never mirrored, or none."""
+    records = await guarded(
+        db.fetch(
+            f"SELECT c.id FROM {spec.mirror_table} c WHERE c.connection = $1 "  # noqa: S608 - registry names
+            "AND c.deleted_at IS NULL AND c.out_of_scope_at IS NULL AND NOT EXISTS ("
+            f"SELECT 1 FROM {parent.mirror_table} p WHERE p.connection = $1 "
+            "AND p.id = autotask_sync_bigint(c.entity ->> $2) "
+            "AND p.deleted_at IS NULL AND p.out_of_scope_at IS NULL) ORDER BY c.id",
+            connection,
+            parent_field,
+        ),
+        f"read the {spec.rest_name} whose {parent.rest_name} is not mirrored",
+    )
+    return [record["id"] for record in records]
+
+
+async def live_rows_after(
+    db: DbSession, spec: EntitySpec, connection: str, after: int | None, limit: int
+) -> dict[int, Any]:
+    """``id -> entity`` of up to ``limit`` live rows with ids above ``after``, in id order (a
+    walk over the mirror that never holds more than a page)."""
+    records = await guarded(
+        db.fetch(
+            f"SELECT id, entity FROM {spec.mirror_table} WHERE connection = $1 "  # noqa: S608 - registry name
+            "AND deleted_at IS NULL AND out_of_scope_at IS NULL "
+            "AND ($2::bigint IS NULL OR id > $2) ORDER BY id LIMIT $3",
+            connection,
+            after,
+            limit,
+        ),
+        f"read a page of the mirror's {spec.rest_name}",
+    )
+    return {record["id"]: record["entity"] for record in records}
+
+
 def _lock_keys(spec: EntitySpec, connection: str, ids: Iterable[int]) -> list[int]:
     """64-bit advisory lock keys for rows (a collision only serialises two writers more)."""
     prefix = f"mirror|{spec.table}|{connection}|".encode()
@@ -393,9 +495,13 @@ __all__ = [
     "RowChange",
     "Snapshot",
     "content_hash",
+    "live_children",
     "live_ids",
+    "live_orphans",
     "live_rows",
+    "live_rows_after",
     "mark_deleted",
+    "mark_out_of_scope",
     "upsert",
     "version_of",
 ]

@@ -118,6 +118,18 @@ class Mirror:
                 changes = [replace(c, callout_sequence=sequences.get(c.id)) for c in changes]
             return await self._publish(connection, entity, changes, origin=origin)
 
+    async def apply_out_of_scope(
+        self, connection: str, entity: EntitySpec, ids: Iterable[int], *, origin: Origin
+    ) -> Applied:
+        """Mark the live rows among ``ids`` out of scope as the mirror holds them, and publish
+        each one's out-of-scope delete and tombstone."""
+        wanted = list(ids)
+        if not wanted:
+            return Applied()
+        async with transaction(self._pool, f"mark {entity.rest_name} out of scope") as db:
+            changes = await mirror.mark_out_of_scope(db, entity, connection, wanted, origin=origin)
+            return await self._publish(connection, entity, changes, origin=origin)
+
     async def _publish(
         self, connection: str, entity: EntitySpec, changes: list[RowChange], *, origin: Origin
     ) -> Applied:

@@ -6,11 +6,16 @@ monotonic upsert and change-event path the worker uses. Rows whose content reall
 counted as *repaired* for every mode but a first-load backfill: what a sweep had to change is what
 the webhooks missed. Counts are stored on the run after each durable page, so a run that dies shows
 how far it got.
+
+Children follow what a page did to their parents (:mod:`shared.scope.follow`): those of parents
+that left the scope leave with them; those of parents that entered it are read, except in the
+reads that load the children entity themselves anyway (a first load, a scope reconciliation).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +32,7 @@ from shared.reconcile import runs
 from shared.reconcile.due import Mode
 from shared.reconcile.progress import Progress
 from shared.reconcile.settings import SweepPolicy
+from shared.scope.follow import Family, follow
 from shared.scope.membership import judge
 from shared.scope.rules import SyncScope
 
@@ -62,6 +68,8 @@ class SweepContext:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     counts: runs.Counts = field(default_factory=runs.Counts)
     detail: dict[str, object] = field(default_factory=dict)
+    children: Counter[str] = field(default_factory=Counter)
+    """Rows of child entities that entered or left the scope with this run's rows."""
 
     @property
     def repairs(self) -> bool:
@@ -71,6 +79,18 @@ class SweepContext:
     @property
     def origin(self) -> Origin:
         return "backfill" if self.mode in ("backfill", "resync") else "sweep"
+
+    @property
+    def family(self) -> Family:
+        """What the children of this run's rows need to follow them."""
+        return Family(
+            pool=self.pool,
+            mirror=self.mirror,
+            client=self.client,
+            connection=self.connection,
+            scope=self.scope,
+            priority=PRIORITY,
+        )
 
     # --- reading ---------------------------------------------------------------------------
     async def pages(
@@ -120,7 +140,7 @@ class SweepContext:
         """Judge scope and upsert ``rows`` (read at ``fetched_at``); counts what happened."""
         by_id = {row["id"]: row for row in rows if isinstance(row.get("id"), int)}
         self.counts.fetched += len(by_id)
-        if not by_id:
+        if not by_id:  # id-truthiness: ok a dict of rows by id: empty means no rows
             return Applied()
         in_scope = await judge(self.pool, self.connection, self.entity, by_id, self.scope)
         snapshots = [
@@ -131,7 +151,29 @@ class SweepContext:
             self.connection, self.entity, snapshots, origin=origin or self.origin
         )
         self._count(applied)
+        await self._follow(applied, origin or self.origin)
         return applied
+
+    async def leave(self, ids: Iterable[int]) -> Applied:
+        """Mark the live rows among ``ids`` out of scope, as the mirror holds them (a scope that
+        narrowed); their children follow."""
+        applied = await self.mirror.apply_out_of_scope(
+            self.connection, self.entity, ids, origin=self.origin
+        )
+        self._count(applied)
+        await self._follow(applied, self.origin)
+        return applied
+
+    async def _follow(self, applied: Applied, origin: Origin) -> None:
+        read_entered = self.mode not in ("backfill", "scope")
+        followed = await follow(
+            self.family, self.entity, applied, origin=origin, read_entered=read_entered
+        )
+        if followed.calls:
+            self.counted(calls=followed.calls)
+        if followed.entered or followed.left:
+            self.children.update(entered=followed.entered, left=followed.left)
+            self.detail["children"] = dict(self.children)
 
     async def delete(self, ids: Iterable[int], *, at: datetime, source: str) -> Applied:
         """Mark ``ids`` deleted (publishing a delete and tombstone for each live one)."""

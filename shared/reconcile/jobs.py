@@ -38,12 +38,13 @@ from shared.messages.control import BackfillFinished, encode_control
 from shared.messages.topics import Topics
 from shared.metrics import METADATA_REFRESHES, SWEEP_RUN_SECONDS, SWEEP_RUNS
 from shared.mirror.writer import Mirror
-from shared.reconcile import backfill, delete_sweep, incremental, metadata, runs
+from shared.reconcile import backfill, delete_sweep, incremental, metadata, rescope, runs
 from shared.reconcile.context import Interrupted, MassDeleteRefused, SweepContext
 from shared.reconcile.delete_guard import DeletePolicy
 from shared.reconcile.due import METADATA_ENTITY, Job
 from shared.reconcile.progress import Fanout, LogProgress, Progress
 from shared.reconcile.settings import SweepPolicy
+from shared.scope import applied as applied_scopes
 
 log = get_logger(__name__)
 
@@ -290,14 +291,22 @@ class Reconciler:
             "backfill": lambda: backfill.complete_read(ctx, restart=options.restart),
             "resync": lambda: backfill.complete_read(ctx, restart=options.restart),
             "full": lambda: backfill.complete_read(ctx, restart=options.restart),
+            "scope": lambda: self._rescope(ctx, options),
         }
         await modes[job.mode]()
         if job.mode == "backfill":
+            async with session(self._pool, "record the scope the first load followed") as db:
+                await applied_scopes.record(db, job.connection, job.entity, ctx.scope)
             event = BackfillFinished(
                 connection=job.connection, entity=job.entity, rows=ctx.counts.fetched
             )
             key, value = encode_control(event)
             await produce(self._producer, self._topics.control, key=key, value=value)
+
+    async def _rescope(self, ctx: SweepContext, options: Options) -> None:
+        async with session(self._pool, "read the scope the mirror follows") as db:
+            previous = await applied_scopes.read(db, ctx.connection, ctx.entity.rest_name)
+        await rescope.reconcile(ctx, previous=previous, restart=options.restart)
 
     async def _metadata(
         self, job: Job, served: ServedConnection
@@ -328,7 +337,7 @@ def _check_synced(served: ServedConnection, job: Job) -> None:
     spec = find_rest_name(job.entity)
     if spec is None:
         raise ConfigError(f"unknown entity {job.entity!r}")
-    if not served.scope.syncs(spec):
+    if not served.scope.syncs(spec) and job.mode != "scope":  # scope: its rows leave
         synced = ", ".join(s.rest_name for s in served.scope.synced())
         raise ConfigError(
             f"connection {job.connection!r} does not sync {spec.rest_name} (it syncs {synced}); "

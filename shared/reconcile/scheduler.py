@@ -29,6 +29,7 @@ from shared.reconcile.due import COMPLETE_READS, Job, LoadState, Schedule, View
 from shared.reconcile.jobs import Options, Reconciler, Result
 from shared.reconcile.settings import SweepSettings
 from shared.runtime.runner import ServiceRunner
+from shared.scope import applied as applied_scopes
 
 log = get_logger(__name__)
 
@@ -61,6 +62,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self.results: deque[Result] = deque(maxlen=200)
+        # A scope edited (or a connection added) is looked at now, not at the next check.
+        catalogue.subscribe(lambda _change: self._wake.set())
 
     def request(self, job: Job) -> None:
         """Run ``job`` as soon as its connection and entity are free."""
@@ -119,7 +122,18 @@ class Scheduler:
         async with session(self._pool, "read what the sweeps have done") as db:
             loads = await watermarks.read_all(db, watermarks.BACKFILL)
             last = await runs.last_runs(db)
+            applied = await applied_scopes.read_all(db)
+            # Loaded before scopes were recorded: the mirror follows the scope of the moment.
+            for name, connection in served.items():
+                for spec in connection.scope.synced():
+                    key = (name, spec.rest_name)
+                    state = loads.get(key)
+                    if key not in applied and state is not None and state.completed_at:
+                        await applied_scopes.record(db, name, spec.rest_name, connection.scope)
+                        applied[key] = connection.scope
         return View(
+            scopes={name: s.scope for name, s in served.items()},
+            applied=applied,
             synced={name: tuple(s.scope.synced()) for name, s in served.items()},
             loads={
                 key: LoadState(

@@ -64,8 +64,10 @@ class SweepSettings(AutotaskSettings):
     )
     sweep_page_size: int = Field(default=500, ge=1, le=500, description="Rows per query page.")
     id_sweep_interval: Duration = Field(
-        default=timedelta(hours=6),
-        description="Id-only sweep (delete detection) of entities without a delete log.",
+        default=timedelta(hours=1),
+        description="Id-only sweep (delete detection) of entities without a delete log: a "
+        "dropped Delete callout of one is found within this interval; each sweep costs about "
+        "ceil(rows/500) calls per entity (docs/architecture.md, Reconciliation).",
     )
     metadata_interval: Duration = Field(
         default=timedelta(hours=6), description="Refresh of picklists and UDF definitions."

@@ -64,6 +64,11 @@ class RowFilter(_Filter):
     def restricted(self) -> bool:
         """Whether the section can keep any row out (False: everything is in scope)."""
 
+    @abstractmethod
+    def within(self, other: RowFilter) -> bool:
+        """Whether every row this section admits, ``other`` admits too: going from ``other`` to
+        this one only narrows, no row can enter. False when that cannot be told."""
+
 
 class TicketScope(RowFilter):
     """Tickets (and their notes) to sync. Empty lists mean no restriction."""
@@ -89,6 +94,19 @@ class TicketScope(RowFilter):
     def restricted(self) -> bool:
         return any(getattr(self, name) for name in type(self).model_fields)
 
+    def within(self, other: RowFilter) -> bool:
+        if not isinstance(other, TicketScope):
+            return False
+        # The fields are ANDed: each one's admitted values within the other's is enough.
+        return (
+            _values_within(self.include_queues, self.exclude_queues,
+                           other.include_queues, other.exclude_queues)
+            and _values_within(self.include_categories, self.exclude_categories,
+                               other.include_categories, other.exclude_categories)
+            and _values_within(self.include_statuses, self.exclude_statuses,
+                               other.include_statuses, other.exclude_statuses)
+        )  # fmt: skip
+
 
 class CompanyScope(RowFilter):
     """Companies (and their contacts and configuration items) to sync.
@@ -111,6 +129,18 @@ class CompanyScope(RowFilter):
     @property
     def restricted(self) -> bool:
         return bool(self.company_types or self.company_ids)
+
+    def within(self, other: RowFilter) -> bool:
+        if not isinstance(other, CompanyScope):
+            return False
+        if not other.restricted:
+            return True
+        if not self.restricted:
+            return False
+        # A company this admits by id may be one ``other`` admits by type: not known here.
+        return set(self.company_types) <= set(other.company_types) and set(self.company_ids) <= set(
+            other.company_ids
+        )
 
 
 WebhookEvent = Literal["create", "update", "delete"]
@@ -228,6 +258,20 @@ class SyncScope(_Filter):
     def to_json(self) -> dict[str, Any]:
         """The stored form: only what differs from the defaults."""
         return self.model_dump(mode="json", exclude_defaults=True)
+
+
+def _values_within(
+    include: list[int], exclude: list[int], other_include: list[int], other_exclude: list[int]
+) -> bool:
+    """Whether the values ``include``/``exclude`` admit are all admitted by the other pair (an
+    empty include list admits every value, a missing value included)."""
+    if other_include:
+        admitted = set(include) - set(exclude)
+        outside = admitted - set(other_include) or admitted & set(other_exclude)
+        return bool(include) and not outside
+    if include:
+        return not (set(include) - set(exclude)) & set(other_exclude)
+    return set(other_exclude) <= set(exclude)
 
 
 def _allowed(value: Any, include: list[int], exclude: list[int]) -> bool:

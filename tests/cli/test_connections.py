@@ -4,13 +4,16 @@ simulator over real HTTP. No secret (or its ciphertext) ever reaches the output.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
+from shared.autotask import AutotaskClient
 from shared.db import connect
 from shared.secrets import SecretBox
+from tests.helpers.clients import connection_for, truth
 from tests.helpers.processes import CliResult, run_cli
 from tests.helpers.tenants import small_tenant, tenants
 from tools.autotask_sim import Simulator
@@ -252,3 +255,85 @@ async def test_edit_tests_new_credentials_before_saving(migrated_database, sim):
     assert nothing.code == 2
     assert "nothing to change" in nothing.err
     await op.assert_nothing_leaked()
+
+
+def unique_company(sim: Simulator) -> dict:
+    """A company (not the tenant's own) no other company shares a name with."""
+    companies = truth(sim, "Companies")
+    counts = Counter(c["companyName"].casefold() for c in companies)
+    return next(c for c in companies if c["id"] != 0 and counts[c["companyName"].casefold()] == 1)
+
+
+async def test_a_scope_may_name_companies_and_labels_and_stores_their_ids(migrated_database, sim):
+    op = Operator(migrated_database, sim)
+    company = unique_company(sim)
+    scope = {
+        "tickets": {"include_queues": ["level i support"], "exclude_statuses": ["Complete"]},
+        "companies": {"company_types": ["Vendor"], "company_ids": [company["companyName"].upper()]},
+    }
+    added = await op.add("acme", "--scope", json.dumps(scope))
+    assert added.code == 0, added.output
+    assert f"companies.company_ids: {company['id']} ({company['companyName']})" in added.out
+    assert "tickets.include_queues: 8 (Level I Support)" in added.out
+    assert "tickets.exclude_statuses: 5 (Complete)" in added.out
+    assert "companies.company_types: 7 (Vendor)" in added.out
+    shown = json.loads((await op("connections", "show", "acme", "--json")).out)
+    assert shown["scope"] == {
+        "tickets": {"include_queues": [8], "exclude_statuses": [5]},
+        "companies": {"company_types": [7], "company_ids": [company["id"]]},
+    }
+
+    edited = await op(
+        "connections", "edit", "acme", "--scope",
+        json.dumps({"companies": {"company_ids": [f"  {company['companyName']} ", 0]}}),
+    )  # fmt: skip
+    assert edited.code == 0, edited.output
+    assert (
+        f"companies.company_ids: 0 (Simulated MSP (own company)), {company['id']} "
+        f"({company['companyName']})"
+    ) in edited.out
+    shown = json.loads((await op("connections", "show", "acme", "--json")).out)
+    assert shown["scope"] == {"companies": {"company_ids": [0, company["id"]]}}
+    await op.assert_nothing_leaked()
+
+
+async def test_an_unknown_or_ambiguous_name_is_refused_naming_it_and_nothing_is_stored(
+    migrated_database, sim
+):
+    op = Operator(migrated_database, sim)
+    company = unique_company(sim)
+    assert (await op.add("acme", "--scope", '{"companies": {"company_ids": [0]}}')).code == 0
+    async with AutotaskClient(connection_for(sim)) as client:
+        twin = await client.create(
+            "Companies",
+            {"companyName": company["companyName"].lower(), "companyType": 1,
+             "phone": "+1 555 0100", "ownerResourceID": truth(sim, "Resources")[1]["id"]},
+        )  # fmt: skip
+
+    async def edit(scope: dict) -> CliResult:
+        return await op("connections", "edit", "acme", "--scope", json.dumps(scope))
+
+    ambiguous = await edit({"companies": {"company_ids": [company["companyName"]]}})
+    assert ambiguous.code == 2
+    assert f"2 companies are called {company['companyName']!r}" in ambiguous.err
+    assert f"{company['id']} ({company['companyName']})" in ambiguous.err
+    assert f"{twin} ({company['companyName'].lower()})" in ambiguous.err
+
+    first_word = company["companyName"].split()[0]
+    unknown = await edit({"companies": {"company_ids": [first_word, "No Such Company Ltd"]}})
+    assert unknown.code == 2
+    assert f"no company is called {first_word!r}; companies with similar names: " in unknown.err
+    assert f"{company['id']} ({company['companyName']})" in unknown.err
+    assert "no company is called 'No Such Company Ltd'" in unknown.err
+
+    label = await edit({"tickets": {"include_queues": ["Level IX Support"]}})
+    assert label.code == 2
+    assert "tickets.include_queues: 'Level IX Support' is not one of the queues" in label.err
+    assert "8 (Level I Support)" in label.err
+
+    new = await op.add("other", "--scope", '{"companies": {"company_ids": ["No Such Co"]}}')
+    assert new.code == 2
+    assert "no company is called 'No Such Co'" in new.err
+    shown = json.loads((await op("connections", "show", "acme", "--json")).out)
+    assert shown["scope"] == {"companies": {"company_ids": [0]}}
+    assert await op.stored_names() == ["acme"]

@@ -16,6 +16,7 @@ from shared.kafka import OutgoingMessage, make_consumer, make_producer, produce_
 from shared.messages.callout import callout_headers, callout_key
 from shared.messages.deadletter import dead_letter_headers
 from shared.registrations import RegistrationState, create_pending, set_state
+from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
 from tests.helpers.pipeline import callout_body, create_topics
 from tests.helpers.processes import run_cli
@@ -158,3 +159,68 @@ async def test_status_shows_each_concern_of_the_connection(
     assert "consumer lag" in text.out
     assert "2 message(s)" in text.out
     assert "secret-value-1" not in text.out + result.out
+
+
+async def test_status_shows_a_scope_change_in_progress_and_its_end(
+    migrated_database, kafka_bootstrap, unique
+):
+    box = SecretBox([KEY])
+    db = await connect(migrated_database)
+    try:
+        await rows.insert(
+            db,
+            rows.NewConnection(
+                name="acme",
+                username="api@acme.example",
+                secret=SecretStr("secret-value-1"),
+                integration_code=SecretStr("CODE0123456789"),
+                scope=SyncScope.parse({"tickets": {"include_queues": [5]}}),
+            ),
+            box,
+        )
+        # The mirror follows the scope before the edit (queues 5 and 6) and its Tickets are
+        # being read again; the notes wait for them. Companies are not concerned.
+        before = {"tickets": {"include_queues": [5, 6]}}
+        for entity in ("Tickets", "TicketNotes", "Companies"):
+            await db.execute(
+                "INSERT INTO sync_scope_applied (connection, entity, scope) "
+                "VALUES ('acme', $1, $2)",
+                entity,
+                before,
+            )
+        await db.execute(
+            "INSERT INTO sync_runs (connection, entity, mode, status) "
+            "VALUES ('acme', 'Tickets', 'scope', 'running')"
+        )
+    finally:
+        await db.close()
+    env = {
+        "DATABASE_URL": migrated_database,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "AUTOTASK_SYNC_TOPIC_PREFIX": f"s{unique}",
+        "AUTOTASK_SYNC_SECRET_KEYS": KEY,
+    }
+    result = await run_cli("status", "--json", env=env)
+    assert result.code == 0, result.output
+    scope = json.loads(result.out)["connections"]["acme"]["scope"]
+    assert scope["following"] is False
+    assert scope["pending"] == [
+        {"entity": "TicketNotes", "running": False},
+        {"entity": "Tickets", "running": True},
+    ]
+    text = await run_cli("status", env=env)
+    assert "scope: change in progress: TicketNotes (waiting), Tickets (running)" in text.out
+
+    db = await connect(migrated_database)
+    try:  # the scope runs finished: each recorded the scope it applied
+        await db.execute(
+            "UPDATE sync_scope_applied SET scope = $1, applied_at = now()",
+            {"tickets": {"include_queues": [5]}},
+        )
+    finally:
+        await db.close()
+    result = await run_cli("status", "--json", env=env)
+    scope = json.loads(result.out)["connections"]["acme"]["scope"]
+    assert scope["following"] is True
+    assert scope["pending"] == []
+    assert "scope: the mirror follows it" in (await run_cli("status", env=env)).out

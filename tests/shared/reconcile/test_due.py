@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from shared.entities import COMPANIES, CONTACTS, RESOURCES, TICKET_NOTES, TICKETS, EntitySpec
 from shared.reconcile.due import LoadState, Schedule, View
+from shared.scope.rules import SyncScope
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 ENTITIES = (TICKETS, COMPANIES, CONTACTS, TICKET_NOTES, RESOURCES)
@@ -80,3 +81,64 @@ def test_at_most_one_job_per_entity_and_never_one_run_just_now(ages: dict[str, i
     for job in jobs:
         if job.entity in ages and job.mode in ("incremental", "ids"):
             assert ages[job.entity] >= 5 * 60
+
+
+def _quiet() -> dict[tuple[str, str], datetime]:
+    """Every entity swept a moment ago: only a load or a scope change can be due."""
+    recent = NOW - timedelta(minutes=1)
+    last = {(s.rest_name, m): recent for s in ENTITIES for m in ("incremental", "ids")}
+    last[("*", "metadata")] = recent
+    return last
+
+
+def _scoped(
+    scope: dict[str, object], applied: dict[str, dict[str, object]], **loads: LoadState
+) -> View:
+    view = _view(_quiet(), **loads)
+    return View(
+        synced=view.synced,
+        loads=view.loads,
+        last=view.last,
+        scopes={"acme": SyncScope.parse(scope)},
+        applied={("acme", e): SyncScope.parse(s) for e, s in applied.items()},
+    )
+
+
+def test_a_scope_change_reconciles_the_parent_then_its_children() -> None:
+    before = {"companies": {"company_ids": [0, 4]}}
+    after = {"companies": {"company_ids": [0]}}
+    applied = {s.rest_name: before for s in ENTITIES}
+    assert _jobs(_scoped(after, applied)) == {"Companies": "scope"}
+    applied["Companies"] = after  # its run finished
+    assert _jobs(_scoped(after, applied)) == {"Contacts": "scope"}
+    applied["Contacts"] = after
+    assert _jobs(_scoped(after, applied)) == {}
+    # Recorded before the change, the boundary of tickets and notes did not move.
+    assert _jobs(_scoped(after, {s.rest_name: before for s in ENTITIES} | {
+        "Companies": after, "Contacts": after})) == {}  # fmt: skip
+
+
+def test_an_entity_the_scope_no_longer_syncs_gets_its_rows_out() -> None:
+    scope = {"entities": ["Tickets", "TicketNotes", "Companies", "Resources"]}
+    applied: dict[str, dict[str, object]] = {s.rest_name: {} for s in ENTITIES}
+    view = _scoped(scope, applied)
+    view = View(
+        synced={"acme": tuple(s for s in ENTITIES if s is not CONTACTS)},
+        loads=view.loads,
+        last=view.last,
+        scopes=view.scopes,
+        applied=view.applied,
+    )
+    assert _jobs(view) == {"Contacts": "scope"}
+
+
+def test_under_a_restricted_scope_children_load_after_their_parent() -> None:
+    scope = {"tickets": {"include_queues": [3]}}
+    unloaded = LoadState()
+    view = _scoped(scope, {}, Tickets=unloaded, TicketNotes=unloaded)
+    assert _jobs(view) == {"Tickets": "backfill"}
+    view = _scoped(scope, {}, TicketNotes=unloaded)
+    assert _jobs(view) == {"TicketNotes": "backfill"}
+    # Unrestricted, a note is in scope whatever its ticket: both load at once.
+    view = _scoped({}, {}, Tickets=unloaded, TicketNotes=unloaded)
+    assert _jobs(view) == {"Tickets": "backfill", "TicketNotes": "backfill"}
