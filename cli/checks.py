@@ -30,7 +30,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from yarl import URL
 
@@ -73,19 +73,71 @@ from shared.scope.rules import SyncScope
 _NOW = Priority.INTERACTIVE
 DEFAULT_TIMEOUT = timedelta(seconds=60)
 
+
+@dataclass(frozen=True, slots=True)
+class Levers:
+    """Where the person who ran a check changes each setting of the connection, as a fix line
+    names it: the environment's variables, or the options of a ``connections`` command."""
+
+    credentials: str
+    """How to give the username, secret and integration code anew (a clause)."""
+    username: str
+    zone_url: str
+    zone_lookup_url: str
+    scope: str
+
+
+ENVIRONMENT = Levers(
+    credentials="set AUTOTASK_SYNC_AUTOTASK_USERNAME, AUTOTASK_SYNC_AUTOTASK_SECRET and "
+    "AUTOTASK_SYNC_AUTOTASK_INTEGRATION_CODE",
+    username="AUTOTASK_SYNC_AUTOTASK_USERNAME",
+    zone_url="AUTOTASK_SYNC_AUTOTASK_ZONE_URL",
+    zone_lookup_url="AUTOTASK_SYNC_AUTOTASK_ZONE_LOOKUP_URL",
+    scope="AUTOTASK_SYNC_AUTOTASK_SCOPE",
+)
+"""The environment connection's (``test-connection``)."""
+ADDING = Levers(
+    credentials="give them again to `autotask-sync connections add` (--username; the secret "
+    "and integration code at its prompt, or with --stdin or --secret-env and "
+    "--integration-code-env)",
+    username="--username",
+    zone_url="--zone-url URL",
+    zone_lookup_url="--zone-lookup-url URL",
+    scope="--scope or --scope-file",
+)
+"""A connection ``connections add`` is about to store."""
+
+
+def stored(name: str) -> Levers:
+    """A stored connection's: the options of ``autotask-sync connections edit NAME``."""
+    edit = f"`autotask-sync connections edit {name}"
+    return Levers(
+        credentials=f"store them with {edit} --username USER --new-secret "
+        "--new-integration-code` (the secrets at its prompt, or with --stdin)",
+        username=f"{edit} --username USER`",
+        zone_url=f"{edit} --zone-url URL`",
+        zone_lookup_url=f"{edit} --zone-lookup-url URL`",
+        scope=f"{edit} --scope-file FILE`",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What a step talks to: Autotask's zone lookup, or the tenant's zone (configured, or named
+    by the lookup)."""
+
+    url: str
+    role: Literal["zone lookup", "zone"]
+    configured: bool = True
+
+    @property
+    def host(self) -> str:
+        return URL(self.url).host or self.url
+
+
+_NETWORK = "(DNS, proxy, firewall, TLS certificates)"
+_NETWORK_FIX = f"check network access from here to Autotask {_NETWORK}"
 FIXES: list[tuple[type[SyncError], str]] = [
-    (
-        AuthenticationError,
-        "set AUTOTASK_SYNC_AUTOTASK_USERNAME, AUTOTASK_SYNC_AUTOTASK_SECRET and "
-        "AUTOTASK_SYNC_AUTOTASK_INTEGRATION_CODE to the API-only user's username, its secret and "
-        "its API tracking identifier (Admin > Resources > the API user); if the user shows "
-        "'Locked', unlock it",
-    ),
-    (
-        ZoneLookupError,
-        "check AUTOTASK_SYNC_AUTOTASK_USERNAME (the API-only user's username), or set "
-        "AUTOTASK_SYNC_AUTOTASK_ZONE_URL to the tenant's REST URL to skip discovery",
-    ),
     (
         PermissionDeniedError,
         "give the API user's security level the permission named above (Admin > Security "
@@ -100,23 +152,11 @@ FIXES: list[tuple[type[SyncError], str]] = [
         DeadlineExceededError,
         "run it again later, or raise --timeout; Autotask is refusing calls for load",
     ),
-    (
-        AutotaskConnectionError,
-        "check network access from here to the zone host (proxy, firewall, DNS)",
-    ),
+    (AutotaskConnectionError, _NETWORK_FIX),
     (ConfigError, "fix the configuration named above (see docs/configuration.md)"),
 ]
-SCOPE_FIX = (
-    "correct the ids in the connection's scope (`autotask-sync connections edit NAME "
-    "--scope-file FILE`); the valid choices are listed above"
-)
-PERMISSIONS_FIX = (
-    "grant each permission above on the API user's security level (or use an API user whose "
-    'level has them), or stop syncing the entity: take it out of the scope\'s "entities" (a '
-    'webhook root: "webhooks.entities") with `autotask-sync connections edit NAME '
-    "--scope-file FILE` (AUTOTASK_SYNC_AUTOTASK_SCOPE for the environment connection); then run "
-    "the test again"
-)
+"""The fixes that do not depend on where the connection is configured."""
+
 READ_PERMISSION = "query (view) permission"
 WEBHOOK_PERMISSION = "'Can create WebHooks' with a maximum webhook count that covers them"
 # Where each synced entity's permission sits in a security level (its section and object).
@@ -162,6 +202,7 @@ async def check(
     time_limit: timedelta = DEFAULT_TIMEOUT,
     share: float = DEFAULT_SHARE,
     database_url: str | None = None,
+    levers: Levers = ENVIRONMENT,
 ) -> Report:
     """Run every step against Autotask, ``scope``'s ids last; stop at the first that fails,
     except that missing permissions are all collected before the check fails on them.
@@ -169,18 +210,27 @@ async def check(
     ``scope`` says which entities are read and which webhooks are checked (None: the default
     scope). ``share`` is the deployment's ``AUTOTASK_SYNC_API_SHARE``; ``database_url`` its
     database, for the shared budget and pause (unreachable: the report says so and the check
-    goes on).
+    goes on). ``levers`` says how the connection's settings are changed, for the fix lines.
     """
     async with _budget_records(database_url) as records:
         report = await _check(
-            connection, scope=scope or SyncScope(), time_limit=time_limit, share=share
+            connection,
+            scope=scope or SyncScope(),
+            time_limit=time_limit,
+            share=share,
+            levers=levers,
         )
         await _shared_state(report, connection.name, records)
     return report
 
 
 async def _check(
-    connection: Connection, *, scope: SyncScope, time_limit: timedelta, share: float
+    connection: Connection,
+    *,
+    scope: SyncScope,
+    time_limit: timedelta,
+    share: float,
+    levers: Levers,
 ) -> Report:
     config = ClientConfig(
         request_timeout=min(timedelta(seconds=30), time_limit),
@@ -191,9 +241,15 @@ async def _check(
     report = Report(connection=connection.name)
     report.usage["share"] = share
     step = "zone discovery"
+    endpoint = (
+        Endpoint(connection.zone_url, "zone")
+        if connection.zone_url
+        else Endpoint(connection.zone_lookup_url, "zone lookup")
+    )
     async with AutotaskClient(connection, config=config) as client:
         try:
             root = await client.rest_root()
+            endpoint = Endpoint(root, "zone", configured=not client.zone.discovered)
             info = client.zone.info
             report.zone = {
                 "host": URL(root).host,
@@ -217,7 +273,7 @@ async def _check(
             step = "webhook permissions"
             await _check_webhooks(client, scope, report)
             if report.missing_permissions:
-                report.error = _missing_permissions_error(report.missing_permissions)
+                report.error = _missing_permissions_error(report.missing_permissions, levers)
                 return report
             step = "sync scope"
             problems = await check_scope(client, scope)
@@ -227,11 +283,12 @@ async def _check(
                     "step": step,
                     "type": "ConfigError",
                     "cause": "; ".join(problems),
-                    "fix": SCOPE_FIX,
+                    "fix": f"correct the ids in the connection's scope ({levers.scope}); the "
+                    "valid choices are listed above",
                 }
                 return report
         except SyncError as exc:
-            report.error = explain(step, exc)
+            report.error = explain(step, exc, levers, endpoint=endpoint)
             return report
         finally:
             report.usage["calls_by_this_check"] = client.budget.view.project_calls
@@ -390,13 +447,16 @@ def _missing(
     }
 
 
-def _missing_permissions_error(missing: list[dict[str, str]]) -> dict[str, str]:
+def _missing_permissions_error(missing: list[dict[str, str]], levers: Levers) -> dict[str, str]:
     listed = "; ".join(f"{m['permission']} on {m['entity']}" for m in missing)
     return {
         "step": "permissions",
         "type": "PermissionDeniedError",
         "cause": f"{_lacks(missing)}: {listed}",
-        "fix": PERMISSIONS_FIX,
+        "fix": "grant each permission above on the API user's security level (or use an API "
+        "user whose level has them), or stop syncing the entity: take it out of the scope's "
+        f'"entities", a webhook root out of "webhooks.entities" ({levers.scope}); then run the '
+        "test again",
     }
 
 
@@ -405,16 +465,63 @@ def _lacks(missing: list[dict[str, str]]) -> str:
     return f"the API user's security level lacks {many} the sync needs"
 
 
-def explain(step: str, exc: SyncError) -> dict[str, str]:
-    """The failing step, the error and the fix, for a report."""
-    fix = next((text for cls, text in FIXES if isinstance(exc, cls)), "see the cause above")
-    if isinstance(exc, ZoneLookupError) and exc.retriable:
-        # The lookup never got an answer: the username is not the problem yet.
+def explain(
+    step: str, exc: SyncError, levers: Levers = ENVIRONMENT, *, endpoint: Endpoint | None = None
+) -> dict[str, str]:
+    """The failing step, the error and the fix, for a report. A failure to get any answer
+    from ``endpoint`` (what ``step`` talked to) is reported as reaching its host, whatever the
+    step: only an answer (a 401, a 403) says something about the credentials."""
+    if unreachable(exc) and endpoint is not None:
+        step = f"reaching the {endpoint.role} host {endpoint.host}"
+        fix = _reach_fix(endpoint, levers)
+    elif unreachable(exc):
+        fix = _NETWORK_FIX
+    elif isinstance(exc, AuthenticationError):
         fix = (
-            "check network access from here to the zone lookup host (proxy, firewall, DNS), "
-            "or set AUTOTASK_SYNC_AUTOTASK_ZONE_URL to the tenant's REST URL to skip discovery"
+            f"{levers.credentials}: the API-only user's username, its secret and its API "
+            "tracking identifier (Admin > Resources > the API user); if the user shows "
+            "'Locked', unlock it"
         )
+    elif isinstance(exc, ZoneLookupError) and exc.retriable:
+        fix = (
+            "run it again later (Autotask's zone lookup is busy or failing), or give the "
+            f"tenant's REST URL to skip discovery ({levers.zone_url})"
+        )
+    elif isinstance(exc, ZoneLookupError):
+        fix = (
+            f"correct the username ({levers.username}) or the zone lookup URL "
+            f"({levers.zone_lookup_url}), or give the tenant's REST URL to skip discovery "
+            f"({levers.zone_url})"
+        )
+    else:
+        fix = next((text for cls, text in FIXES if isinstance(exc, cls)), "see the cause above")
     return {"step": step, "type": type(exc).__name__, "cause": str(exc), "fix": fix}
+
+
+def unreachable(exc: BaseException | None) -> bool:
+    """True when no answer came at all: the host name did not resolve, the connection was
+    refused, TLS failed or the call timed out (retries running out of time included). Any
+    answer, a 401 or a 500 alike, is something else."""
+    while isinstance(exc, DeadlineExceededError):
+        exc = exc.__cause__
+    return (
+        isinstance(exc, AutotaskConnectionError | ZoneLookupError)
+        and exc.status is None
+        and exc.retriable
+    )
+
+
+def _reach_fix(endpoint: Endpoint, levers: Levers) -> str:
+    reach = f"check that this machine reaches {endpoint.host} {_NETWORK}"
+    if endpoint.role == "zone lookup":
+        return (
+            f"{reach} and that {endpoint.url} is Autotask's zone lookup "
+            f"({levers.zone_lookup_url}), or give the tenant's REST URL to skip discovery "
+            f"({levers.zone_url})"
+        )
+    if endpoint.configured:
+        return f"{reach} and that {endpoint.url} is the tenant's REST URL ({levers.zone_url})"
+    return f"{reach}: Autotask's zone lookup named {endpoint.url} for this API user"
 
 
 def render_text(report: Report) -> str:

@@ -34,7 +34,8 @@ COMMANDS: dict[str, Command] = {
     ),
     "status": Command(
         "cli.commands.status",
-        "one screen for the person on call: webhooks, lag, spool, sweeps, budget, lockouts",
+        "one screen for the person on call, led by a verdict: healthy (exit 0), degraded (1) "
+        "or down (2)",
     ),
     "test-connection": Command(
         "cli.commands.test_connection",

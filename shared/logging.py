@@ -1,5 +1,9 @@
 """structlog configuration: JSON lines to stdout, pretty on a TTY, secrets redacted.
 
+Services log to stdout at their configured level; ``autotask-sync`` commands log to stderr at
+WARNING unless ``-v`` (:mod:`shared.runtime.commandline`), so their stdout holds only what they
+print for people, and a progress bar prints log lines above itself (:func:`lines_written_by`).
+
 Context such as connection, entity, id, registration and request id is bound with
 ``structlog.contextvars.bind_contextvars`` and appears on every line logged inside that context.
 
@@ -28,7 +32,8 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -336,6 +341,37 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, stream: Any = N
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+class _LineWriter:
+    """A stream for a log handler that hands each rendered line to a function."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+
+    def write(self, text: str) -> None:
+        self._write(text.rstrip("\n"))
+
+    def flush(self) -> None:
+        """Nothing is buffered here: ``write`` has the line."""
+
+
+@contextmanager
+def lines_written_by(write: Callable[[str], None]) -> Iterator[None]:
+    """While the block runs, every log line goes to ``write`` (without its newline) instead of
+    the stream :func:`configure_logging` chose; the handler, its redaction and its filters stay.
+
+    A progress bar uses it to print log lines above itself (``tqdm.write``): written to the
+    terminal directly, a line would land in the middle of the bar."""
+    root = logging.getLogger()
+    handlers = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
+    streams = [h.setStream(_LineWriter(write)) for h in handlers]
+    try:
+        yield
+    finally:
+        for handler, stream in zip(handlers, streams, strict=True):
+            if stream is not None:
+                handler.setStream(stream)
+
+
 def _orjson_text(value: Any, **_options: Any) -> str:
     return orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
 
@@ -355,6 +391,7 @@ __all__ = [
     "BurstFilter",
     "configure_logging",
     "get_logger",
+    "lines_written_by",
     "redact_text",
     "register_secret",
 ]

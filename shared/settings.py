@@ -6,10 +6,15 @@ well-known names are also accepted without the prefix because platforms set them
 
 Each service defines its own settings class on top of :class:`BaseServiceSettings` and calls
 :func:`load_settings` once in ``__main__``; nothing reads the environment at import time.
+
+Mistakes stop the process at start, named: a malformed value, a duration outside its bounds
+(:class:`Within`), a malformed URL, and an ``AUTOTASK_SYNC_*`` variable that no process of the
+product reads (a misspelt name would otherwise be ignored; :func:`unknown_variables`).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -17,17 +22,20 @@ from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
     AliasChoices,
     BeforeValidator,
     Field,
+    GetCoreSchemaHandler,
     SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import CoreSchema, core_schema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
@@ -94,7 +102,100 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-"""A duration from the environment: seconds (``15``), or with a unit (``500ms``, ``2m``, ``1h``)."""
+"""A duration from the environment: seconds (``15``), or with a unit (``500ms``, ``2m``, ``1h``).
+Every Duration setting also has its bounds: ``Annotated[Duration, Within("1s", "24h")]``."""
+
+
+class Within:
+    """The bounds of a duration setting, written as the variables are (``Within("5s", "24h")``).
+
+    A value outside them stops the process at start with the bound in the message (``must be at
+    least 5s``): a zero or a unit mistaken (``SWEEP_INTERVAL=0``, ``300`` meant as minutes) is
+    refused instead of running a loop flat out or waiting for days.
+    """
+
+    def __init__(self, low: str, high: str) -> None:
+        self.low_text, self.high_text = low, high
+        self.low, self.high = parse_duration(low), parse_duration(high)
+        if not isinstance(self.low, timedelta) or not isinstance(self.high, timedelta):
+            raise TypeError(f"bounds must be durations such as 5s or 24h, not {low!r}, {high!r}")
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def check(self, value: timedelta) -> timedelta:
+        """``value`` when it lies within the bounds, else a ValueError naming the bound."""
+        if value < self.low:
+            raise ValueError(f"must be at least {self.low_text}")
+        if value > self.high:
+            raise ValueError(f"must be at most {self.high_text}")
+        return value
+
+    def __repr__(self) -> str:
+        return f"Within({self.low_text!r}, {self.high_text!r})"
+
+
+def http_url(value: str) -> str:
+    """``value`` if it is an absolute http(s) URL with a host (and a valid port); else a
+    ValueError saying what is wrong, without repeating the URL."""
+    if any(character.isspace() for character in value):
+        raise ValueError("must not contain spaces (percent-encode them as %20)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises for a port that is not a number or out of range
+    except ValueError:
+        raise ValueError("has a port that is not a number between 0 and 65535") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must start with https:// (or http://)")
+    if not parts.hostname:
+        raise ValueError("names no host: write it as https://host.example.com/path")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(http_url)]
+"""An absolute http(s) URL, checked at start (:func:`http_url`)."""
+
+
+def _blank_as_unset(value: Any) -> Any:
+    """An empty value (a ConfigMap key left blank) as unset."""
+    return (value.strip() or None) if isinstance(value, str) else value
+
+
+def _bootstrap_servers(value: str) -> str:
+    """Kafka's bootstrap servers, ``host:port`` comma-separated (a bracketed IPv6 address and a
+    missing port, 9092, as aiokafka takes them); a ValueError naming the faulty entry by its
+    position, never its text."""
+    entries = [entry.strip() for entry in value.split(",")]
+    for number, entry in enumerate(entries, start=1):
+        where = f"entry {number} of {len(entries)}" if len(entries) > 1 else "the address"
+        if not entry:
+            raise ValueError(f"{where} is empty: list host:port pairs separated by commas")
+        if "://" in entry:
+            raise ValueError(f"{where} has a scheme: write host:port, without ...://")
+        if any(character.isspace() for character in entry):
+            raise ValueError(f"{where} contains a space: list host:port pairs")
+        host, port = host_and_port(entry)
+        if not host:
+            raise ValueError(f"{where} names no host: write host:port")
+        if port is not None and not (port.isdigit() and 0 < int(port) <= 65535):
+            raise ValueError(f"{where} has a port that is not a number between 1 and 65535")
+    return value
+
+
+def host_and_port(entry: str) -> tuple[str, str | None]:
+    """``host`` and ``port`` of ``host:port``, ``[ipv6]:port``, ``host`` or a bare IPv6 address
+    (whose last group is taken for the port only when the address is bracketed)."""
+    if entry.startswith("["):
+        host, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return "", None
+        return host, rest[1:] if rest else None
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        return host, port
+    return entry, None
 
 
 def readable_file(path: Path) -> Path:
@@ -178,30 +279,31 @@ class BaseServiceSettings(BaseSettings):
         description="Port of the ops endpoints (/healthz, /readyz, /metrics); unset: the "
         "service's own default (OPS_PORTS), distinct for each service.",
     )
-    shutdown_grace: Duration = Field(
+    shutdown_grace: Annotated[Duration, Within("1s", "10m")] = Field(
         default=timedelta(seconds=20),
         description="Drain budget after SIGTERM (Kubernetes kills after 30 s).",
     )
-    startup_wait: Duration = Field(
+    startup_wait: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(minutes=2),
         description="How long a starting service waits for PostgreSQL and Kafka to be reachable "
         "(pods start in any order) before it gives up and exits.",
     )
-    stall_unready_after: Duration = Field(
+    stall_unready_after: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(seconds=60),
         description="A part of the service that has work (consumer lag, spooled callouts, "
         "unacknowledged sends) and gets none of it done for this long makes /readyz fail "
         "(shared/runtime/progress.py).",
     )
-    stall_unhealthy_after: Duration = Field(
+    stall_unhealthy_after: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(minutes=5),
         description="...and for this long, while PostgreSQL and Kafka answer, makes /healthz "
         "fail so Kubernetes replaces the pod. Longer than STALL_UNREADY_AFTER.",
     )
 
-    kafka_bootstrap_servers: str = Field(
+    kafka_bootstrap_servers: Annotated[str, AfterValidator(_bootstrap_servers)] = Field(
         default="127.0.0.1:9092",
         validation_alias=AliasChoices(*env_names("kafka_bootstrap_servers")),
+        description="host:port pairs, comma-separated.",
     )
     kafka_client_id: str = "autotask-sync"
     kafka_max_request_size: int = Field(
@@ -259,12 +361,11 @@ class BaseServiceSettings(BaseSettings):
     topic_prefix: str = Field(
         default="autotask", description="First segment of every topic name (autotask.<x>.v1)."
     )
-    tombstone_retention: Duration = Field(
+    tombstone_retention: Annotated[Duration, Within("1h", "2160h")] = Field(
         default=DEFAULT_TOMBSTONE_RETENTION,
-        ge=timedelta(hours=1),
         description="delete.retention.ms of the change topics (autotask-sync topics): how long "
         "compaction keeps a removal's tombstone; consumers further behind miss the removal. At "
-        "least 1h (a bare number is seconds: 86400, 24h).",
+        "least 1h, at most 90 days (2160h; a bare number is seconds: 86400, 24h).",
     )
     change_value_format: _ChangeValueFormatValue = Field(
         default="json",
@@ -314,7 +415,7 @@ class BaseServiceSettings(BaseSettings):
         description="Fernet keys for the secrets stored in PostgreSQL, comma-separated: the first "
         "encrypts, all decrypt (shared/secrets.py).",
     )
-    connections_reload_interval: Duration = Field(
+    connections_reload_interval: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(seconds=60),
         description="Full reload of the connections table besides its change notifications.",
     )
@@ -340,12 +441,12 @@ class AutotaskSettings(BaseServiceSettings):
     autotask_integration_code: SecretStr = Field(
         default=SecretStr(""), description="The API tracking identifier (integration code)."
     )
-    autotask_zone_url: str | None = Field(
+    autotask_zone_url: Annotated[HttpUrl | None, BeforeValidator(_blank_as_unset)] = Field(
         default=None,
         description="REST root such as https://webservices14.autotask.net/atservicesrest; "
         "discovered from the username when unset.",
     )
-    autotask_zone_lookup_url: str = Field(
+    autotask_zone_lookup_url: HttpUrl = Field(
         default=DEFAULT_ZONE_LOOKUP_URL,
         description="Where zone discovery asks; any zone host answers. Also the default for "
         "connections stored in the database.",
@@ -369,26 +470,22 @@ class AutotaskSettings(BaseServiceSettings):
         description="Share the 3 concurrent calls per endpoint between processes through "
         "PostgreSQL (false: each process keeps its own).",
     )
-    api_slot_ttl: Duration = Field(
+    api_slot_ttl: Annotated[Duration, Within("1s", "1h")] = Field(
         default=timedelta(seconds=30),
-        ge=timedelta(seconds=1),
         description="Lease of a shared slot: a process that dies holding one loses it within "
         "this (live holders renew theirs).",
     )
-    api_auth_cooldown: Duration = Field(
+    api_auth_cooldown: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(minutes=5),
-        gt=timedelta(0),
         description="Pause of every call to a connection after Autotask rejected its "
         "credentials; it doubles with each rejection in a row.",
     )
-    api_auth_cooldown_max: Duration = Field(
+    api_auth_cooldown_max: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(hours=1),
-        gt=timedelta(0),
         description="The longest such pause.",
     )
-    api_rate_limit_pause: Duration = Field(
+    api_rate_limit_pause: Annotated[Duration, Within("1s", "1h")] = Field(
         default=timedelta(seconds=60),
-        gt=timedelta(0),
         description="How long a process stops calling a connection after a 429 or thread-limit "
         "rejection that names no Retry-After (docs/autotask-api.md §5).",
     )
@@ -401,33 +498,193 @@ class AutotaskSettings(BaseServiceSettings):
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
+ALLOW_UNKNOWN = ENV_PREFIX + "ALLOW_UNKNOWN"
+"""Names, comma-separated, of ``AUTOTASK_SYNC_*`` variables set on purpose that no process reads
+(:func:`unknown_variables` lets them pass)."""
+
+SERVICE_VARIABLES = frozenset(
+    {
+        # services/webhook_gateway/settings.py
+        "AUTOTASK_SYNC_BAD_SIGNATURES_PER_CLIENT",
+        "AUTOTASK_SYNC_BAD_SIGNATURES_PER_REGISTRATION",
+        "AUTOTASK_SYNC_BODY_DEADLINE",
+        "AUTOTASK_SYNC_CLIENT_IP_HEADER",
+        "AUTOTASK_SYNC_DEACTIVATION_INTERVAL",
+        "AUTOTASK_SYNC_DEDUP_SIZE",
+        "AUTOTASK_SYNC_DEDUP_WINDOW",
+        "AUTOTASK_SYNC_HEADER_DEADLINE",
+        "AUTOTASK_SYNC_KAFKA_RETRY_INTERVAL",
+        "AUTOTASK_SYNC_LAST_CALLOUT_FLUSH_INTERVAL",
+        "AUTOTASK_SYNC_MAX_BODY_SIZE",
+        "AUTOTASK_SYNC_MAX_CONCURRENT_CALLOUTS",
+        "AUTOTASK_SYNC_MAX_UNFINISHED_BODIES",
+        "AUTOTASK_SYNC_MAX_UNFINISHED_BODIES_PER_CLIENT",
+        "AUTOTASK_SYNC_PRODUCE_DEADLINE",
+        "AUTOTASK_SYNC_REGISTRATIONS_RELOAD_INTERVAL",
+        "AUTOTASK_SYNC_SPOOL_CHECK_INTERVAL",
+        "AUTOTASK_SYNC_SPOOL_DEADLINE",
+        "AUTOTASK_SYNC_SPOOL_DRAIN_BATCH",
+        "AUTOTASK_SYNC_SPOOL_DRAIN_INTERVAL",
+        # shared/reconcile/settings.py: the worker, the reconciler and the sweep commands
+        "AUTOTASK_SYNC_BACKFILL_ON_FIRST_LOAD",
+        "AUTOTASK_SYNC_CONTROL_GROUP",
+        "AUTOTASK_SYNC_ID_SWEEP_INTERVAL",
+        "AUTOTASK_SYNC_MASS_DELETE_MIN",
+        "AUTOTASK_SYNC_MASS_DELETE_SHARE",
+        "AUTOTASK_SYNC_METADATA_INTERVAL",
+        "AUTOTASK_SYNC_SWEEP_CHECK_INTERVAL",
+        "AUTOTASK_SYNC_SWEEP_CONCURRENCY",
+        "AUTOTASK_SYNC_SWEEP_INTERVAL",
+        "AUTOTASK_SYNC_SWEEP_INTERVALS",
+        "AUTOTASK_SYNC_SWEEP_LOCK_WAIT",
+        "AUTOTASK_SYNC_SWEEP_OVERLAP",
+        "AUTOTASK_SYNC_SWEEP_PAGE_SIZE",
+        "AUTOTASK_SYNC_SWEEP_REQUEST_WINDOW",
+        # services/sync_worker/settings.py
+        "AUTOTASK_SYNC_CONCURRENT_UNITS",
+        "AUTOTASK_SYNC_CONSUMER_GROUP",
+        "AUTOTASK_SYNC_CONSUMER_HEARTBEAT_INTERVAL",
+        "AUTOTASK_SYNC_CONSUMER_REBALANCE_TIMEOUT",
+        "AUTOTASK_SYNC_CONSUMER_SESSION_TIMEOUT",
+        "AUTOTASK_SYNC_DEAD_LETTER_AFTER",
+        "AUTOTASK_SYNC_DEAD_LETTER_MIN_AGE",
+        "AUTOTASK_SYNC_MAX_IDS_PER_FETCH",
+        "AUTOTASK_SYNC_MAX_IN_FLIGHT",
+        "AUTOTASK_SYNC_MISSING_RETRIES",
+        "AUTOTASK_SYNC_MISSING_RETRY_DELAY",
+        "AUTOTASK_SYNC_RETRY_DELAY_MAX",
+        "AUTOTASK_SYNC_REVOKE_WAIT",
+        "AUTOTASK_SYNC_SWEEPS_ENABLED",
+        "AUTOTASK_SYNC_WINDOW_HIGH",
+        "AUTOTASK_SYNC_WINDOW_HIGH_AT",
+        "AUTOTASK_SYNC_WINDOW_LOW",
+        "AUTOTASK_SYNC_WINDOW_MEDIUM",
+        "AUTOTASK_SYNC_WINDOW_MEDIUM_AT",
+        # services/provisioner/settings.py
+        "AUTOTASK_SYNC_GATEWAY_PUBLIC_URL",
+        "AUTOTASK_SYNC_PRODUCTION_MODE",
+        "AUTOTASK_SYNC_PROVISIONER_DEACTIVATION_WINDOW",
+        "AUTOTASK_SYNC_PROVISIONER_EVENT_COALESCE",
+        "AUTOTASK_SYNC_PROVISIONER_GROUP_ID",
+        "AUTOTASK_SYNC_PROVISIONER_INTERVAL",
+        "AUTOTASK_SYNC_PROVISIONER_LOCK_WAIT",
+        "AUTOTASK_SYNC_PROVISIONER_METADATA_TTL",
+        "AUTOTASK_SYNC_WEBHOOK_ENTITIES",
+        "AUTOTASK_SYNC_WEBHOOK_EVENTS",
+        "AUTOTASK_SYNC_WEBHOOK_EXCLUDED_RESOURCES",
+        "AUTOTASK_SYNC_WEBHOOK_EXCLUDE_API_USER",
+        "AUTOTASK_SYNC_WEBHOOK_NOTIFICATION_EMAIL",
+        "AUTOTASK_SYNC_WEBHOOK_SECRET_OVERLAP",
+        "AUTOTASK_SYNC_WEBHOOK_THRESHOLD_NOTIFICATIONS",
+    }
+)
+"""The variables of the settings classes outside this module: each service knows only its own
+class, but one environment often configures them all (a shell, the demo, a shared ConfigMap), so
+a name any process reads is no mistake in another. tests/shared/test_settings.py keeps this list
+equal to what the classes read."""
+
+DEVELOPMENT_VARIABLES = frozenset(
+    {
+        "AUTOTASK_SYNC_CACHE_DIR",
+        "AUTOTASK_SYNC_DEMO_GATEWAY_PORT",
+        "AUTOTASK_SYNC_DEMO_REAL",
+        "AUTOTASK_SYNC_KUSTOMIZE",
+        "AUTOTASK_SYNC_NO_DOCKER",
+        "AUTOTASK_SYNC_PG_USER",
+        "AUTOTASK_SYNC_REUSE_STACK",
+        "AUTOTASK_SYNC_SOAK",
+    }
+)
+"""Variables the development tools and the tests read, never a setting (docs/configuration.md,
+"Development and tests only"): the environment that runs the tests or the demo runs the
+services too."""
+
+
+def variables(cls: type[BaseSettings]) -> frozenset[str]:
+    """Every variable ``cls`` reads (:func:`env_names` of each field)."""
+    return frozenset(name for field_name in cls.model_fields for name in env_names(field_name))
+
+
+def unknown_variables(cls: type[BaseSettings], environ: Mapping[str, str]) -> list[str]:
+    """A problem for each ``AUTOTASK_SYNC_*`` variable of ``environ`` that no process of the
+    product reads, with the closest name that one does (a typo would otherwise be ignored, and
+    the setting it meant keep its default). Names listed in ``AUTOTASK_SYNC_ALLOW_UNKNOWN``
+    pass."""
+    known = (
+        variables(cls)
+        | variables(AutotaskSettings)
+        | SERVICE_VARIABLES
+        | DEVELOPMENT_VARIABLES
+        | {ALLOW_UNKNOWN}
+    )
+    allowed = {
+        name.strip().upper()
+        for key, value in environ.items()
+        if key.upper() == ALLOW_UNKNOWN
+        for name in value.split(",")
+    }
+    passing = known | allowed
+    unknown = sorted(
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX)
+        and name.upper() not in passing
+        and not _service_link(name, environ)
+    )
+    settings = sorted(known - DEVELOPMENT_VARIABLES - {ALLOW_UNKNOWN})
+    problems = [f"{name} is not a setting{_closest(name, settings)}" for name in unknown]
+    if problems:
+        problems.append(f"list variables set on purpose in {ALLOW_UNKNOWN}")
+    return problems
+
+
+_SERVICE_LINK = re.compile(
+    r"^(?P<service>.+?)_(?:SERVICE_HOST|SERVICE_PORT(?:_\w+)?|PORT(?:_\d+_(?:TCP|UDP|SCTP)"
+    r"(?:_PROTO|_PORT|_ADDR)?)?)$"
+)
+
+
+def _service_link(name: str, environ: Mapping[str, str]) -> bool:
+    """Whether ``name`` is one of the variables Kubernetes sets for a Service of the namespace
+    (``<SERVICE>_SERVICE_HOST``, ``<SERVICE>_PORT_8080_TCP`` for ``autotask-sync-gateway``)
+    where service links are on (the manifests turn them off; other deployments may not):
+    they come with their ``<SERVICE>_SERVICE_HOST``, which no typo of a setting does."""
+    match = _SERVICE_LINK.match(name.upper())
+    return match is not None and f"{match['service']}_SERVICE_HOST" in environ
+
+
+def _closest(name: str, candidates: list[str]) -> str:
+    """``" (did you mean X?)"`` with the candidate most like ``name``, or ``""``."""
+    suffixes = [candidate.removeprefix(ENV_PREFIX) for candidate in candidates]
+    close = difflib.get_close_matches(name.upper().removeprefix(ENV_PREFIX), suffixes, n=1)
+    return f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
+
 
 def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
     """Build ``cls`` from the environment, turning validation errors into one clear ConfigError.
 
-    The message names each offending variable and why it was refused; it never repeats the
-    value, which might be a secret.
+    The message names each offending variable and why it was refused, unknown variables
+    (:func:`unknown_variables`) included; it never repeats a value, which might be a secret.
     """
+    problems = unknown_variables(cls, os.environ)
     try:
-        return cls(**overrides)
+        settings = cls(**overrides)
     except ValidationError as exc:
-        problems = []
         for error in exc.errors():
             loc = error.get("loc") or ("?",)
-            field_name = str(loc[0])
-            problems.append(f"{_env_name(cls, field_name)}: {error['msg']}")
+            where = ": ".join([_env_name(str(loc[0])), *map(str, loc[1:])])
+            problems.append(f"{where}: {error['msg']}")
+    if problems:
         raise ConfigError(
             "invalid configuration: " + "; ".join(problems) + " (see docs/configuration.md)"
-        ) from None
+        )
+    return settings
 
 
-def _env_name(cls: type[BaseSettings], field_name: str) -> str:
-    if field_name.startswith(ENV_PREFIX):  # an alias was reported
-        return field_name
-    field = cls.model_fields.get(field_name)
-    alias = field.validation_alias if field else None
-    if isinstance(alias, AliasChoices):
-        return str(alias.choices[0])
-    if isinstance(alias, str):
-        return alias
-    return env_name(field_name)
+def _env_name(reported: str) -> str:
+    """The variable to fix for the field pydantic ``reported`` (its name or, for a setting with
+    several names, its first one): of its names, the one the environment sets
+    (``KAFKA_BOOTSTRAP_SERVERS`` when only that is), else the first."""
+    field_name = reported.lower().removeprefix(ENV_PREFIX.lower())
+    names = env_names(field_name)
+    return next((name for name in names if os.environ.get(name)), names[0])

@@ -580,10 +580,8 @@ async def run_real(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             await deployment.stop()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.demo", description=__doc__.split("\n")[0]
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's options (also read by the check that the docs' commands parse)."""
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of changes (60)")
     parser.add_argument("--rate", type=float, default=5.0, help="changes per second per tenant (5)")
     parser.add_argument("--connections", type=int, default=2, help="simulated tenants (2)")
@@ -597,6 +595,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--drop-rate", type=float, default=0.05, help="share of callouts Autotask drops (0.05)"
     )
     parser.add_argument("--report", type=Path, metavar="FILE", help="also write the report as JSON")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.demo", description=__doc__.split("\n")[0]
+    )
+    add_arguments(parser)
     args = parser.parse_args(argv)
     if args.connections < 1 or args.duration <= 0 or args.rate <= 0 or not 0 <= args.drop_rate < 1:
         parser.error("--connections >= 1, --duration > 0, --rate > 0 and 0 <= --drop-rate < 1")

@@ -107,8 +107,9 @@ _CHANGE_HEADERS = {
     "ce_type": "what happened, autotask.<entity>.<kind>; ignore types you do not know",
     "ce_time": "when the change was committed to the mirror (RFC 3339, UTC, Z)",
     "ce_subject": "the row's id",
-    "ce_reason": "why the row was removed: deleted (in Autotask) or out_of_scope (it left the "
-    "connection's sync scope and still exists)",
+    "ce_reason": "why the row was removed: deleted (in Autotask), out_of_scope (it left the "
+    "connection's sync scope and still exists) or purged (its connection was removed with "
+    "--purge: a tombstone with no op d before it)",
     "content-type": "the value's media type",
 }
 _OPS = {
@@ -252,8 +253,8 @@ def _change_schema(topics: Topics, entity: EntitySpec, examples: list[Message]) 
                 "bytes, so compaction keeps its latest state and its changes share a partition",
             },
             "headers": _change_headers(entity, examples),
-            "tombstone": "after every op d: the same key, a null value, the headers of the "
-            "rows marked tombstone",
+            "tombstone": "after every op d, and alone for each row of a purged connection: the "
+            "same key, a null value, the headers of the rows marked tombstone",
             "cleanup.policy": _topic_config(topics, topic)["cleanup.policy"],
         },
     }

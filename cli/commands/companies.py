@@ -12,7 +12,7 @@ sync scope (``autotask-sync connections edit NAME --scope ...``).
 The connection is the environment one (``AUTOTASK_SYNC_AUTOTASK_*``) or a stored one, disabled
 ones included (choose a scope before enabling it); without ``--connection``, the environment one
 or else the only one stored. A failed Autotask call is printed as its cause and the fix (exit
-status 1). Logs go to standard error: standard output holds only the listing.
+status 1). Standard output holds only the listing.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from cli.tenant_lookup import (
     list_companies,
     read_picklist,
 )
+from cli.text import yes_no
 from shared.apibudget import command_client
 from shared.autotask import AutotaskClient, Connection
 from shared.connections import store as rows
 from shared.connections.catalogue import environment_connection
 from shared.db import session
 from shared.errors import AutotaskError, ConfigError
-from shared.logging import configure_logging
 from shared.settings import AutotaskSettings, load_settings
 
 
@@ -61,7 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(AutotaskSettings)
-    configure_logging(settings.log_level, settings.log_format, stream=sys.stderr)
     return asyncio.run(_list(args, settings))
 
 
@@ -89,7 +88,7 @@ async def _list(args: argparse.Namespace, settings: AutotaskSettings) -> int:
         print(f"no companies{_filters_text(args)} in the tenant of {connection.name!r}")
         return 0
     table = [("ID", "NAME", "TYPE", "ACTIVE")] + [
-        (str(c.id), c.name, _type_text(c, types), "yes" if c.active else "no") for c in companies
+        (str(c.id), c.name, _type_text(c, types), yes_no(c.active)) for c in companies
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:

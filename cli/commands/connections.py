@@ -4,7 +4,7 @@
     connections list | show NAME | test NAME
     connections edit NAME [--username U] [--new-secret] [--new-integration-code]
                           [--scope JSON | --scope-file F]
-    connections enable NAME | disable NAME | remove NAME [--teardown]
+    connections enable NAME | disable NAME | remove NAME [--teardown] [--purge]
     connections rekey | generate-key
 
 Secrets (the API user's secret and the integration code) are read from a prompt, from standard
@@ -18,6 +18,12 @@ for every process of the deployment.
 
 Connection names are the slugs used in Kafka keys, table rows and metric labels; they cannot be
 renamed (add a new connection and remove the old one).
+
+``remove`` deletes the connection's row and says what data it leaves behind; ``remove --purge``
+(offboarding, a data-deletion request) deletes that data too, tombstoning every mirrored record
+on the change topics first (:mod:`shared.connections.purge`), and finishes the job when run
+again after an interruption or after a plain ``remove``. Both refuse while the connection has
+live webhook registrations, unless ``--teardown``.
 
 The sync scope (``--scope`` / ``--scope-file``) may name companies in ``companies.company_ids``
 and picklist labels (queues, ticket categories and statuses, company types) where ids are
@@ -36,21 +42,38 @@ import getpass
 import json
 import os
 import sys
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 from pydantic import SecretStr
 
-from cli.checks import Report, check, explain, render_json, render_text
+from cli.checks import (
+    ADDING,
+    ENVIRONMENT,
+    Levers,
+    Report,
+    check,
+    explain,
+    render_json,
+    render_text,
+    stored,
+)
 from cli.store import Store, open_store
 from cli.tenant_lookup import CLIENT_CONFIG, ResolvedScope, names_in, resolve_scope, without_names
+from cli.text import iso, or_dash, yes_no
 from shared.apibudget import client_config_for
 from shared.apibudget import store as shared_budget
 from shared.autotask import AutotaskClient, Connection
+from shared.connections import purge
 from shared.connections import store as rows
-from shared.db import database_dsn, session
+from shared.db import DbSession, database_dsn, session
+from shared.entities import REGISTRY
 from shared.errors import AutotaskError, ConfigError, SyncError
+from shared.kafka import client_config, make_producer, require_topics, start_client
+from shared.kafka.producer import AnyProducer
+from shared.messages.topics import Topics
 from shared.scope.rules import SyncScope
 from shared.secrets import KEYS_VARIABLE, SecretBox
 from shared.settings import AutotaskSettings, load_settings
@@ -122,6 +145,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="first delete its webhooks in Autotask and retire their registrations "
         "(`autotask-sync provision teardown`)",
     )
+    remove.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete all its data: its mirror rows (each tombstoned on its change topic "
+        "first) and every state row; finishes an interrupted purge, or the data a plain "
+        "remove left",
+    )
 
     actions.add_parser(
         "rekey", help=f"re-encrypt every stored secret under the first key of {KEYS_VARIABLE}"
@@ -191,11 +221,11 @@ async def _add(args: argparse.Namespace, settings: AutotaskSettings) -> int:
         connection = _connection(new, settings)
         resolved = None
         if document is not None:
-            resolved = await _resolved_scope(connection, document, store, verb="stored")
+            resolved = await _resolved_scope(connection, document, store, _ADDING)
             if resolved is None:
                 return 1
             new = dataclasses.replace(new, scope=resolved.scope)
-        if not await _passes(connection, new.scope, settings, force=args.force, verb="stored"):
+        if not await _passes(connection, new.scope, settings, force=args.force, how=_ADDING):
             return 1
         async with session(store.pool, "store the connection") as db:
             await rows.insert(db, new, box)
@@ -245,9 +275,17 @@ async def _show(args: argparse.Namespace, settings: AutotaskSettings) -> int:
         print(json.dumps(details, indent=2, default=str))
         return 0
     for key, value in details.items():
-        shown = json.dumps(value) if isinstance(value, dict | list) else value
-        print(f"{key + ':':<28} {shown}")
+        print(f"{key + ':':<28} {_shown(value)}")
     return 0
+
+
+def _shown(value: Any) -> str:
+    """A value of ``show`` as people read it: yes/no, ISO times, ``-`` for none."""
+    if isinstance(value, bool):
+        return yes_no(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    return json.dumps(value) if isinstance(value, dict | list) else or_dash(value)
 
 
 async def _edit(args: argparse.Namespace, settings: AutotaskSettings) -> int:
@@ -286,12 +324,12 @@ async def _edit(args: argparse.Namespace, settings: AutotaskSettings) -> int:
             raise ConfigError(f"invalid connection settings: {exc}") from None
         resolved = None
         if document is not None:
-            resolved = await _resolved_scope(edited, document, store, verb="saved")
+            resolved = await _resolved_scope(edited, document, store, _editing(row.name))
             if resolved is None:
                 return 1
             changes["scope"] = resolved.scope
         scope = resolved.scope if resolved else row.sync_scope()
-        if not await _passes(edited, scope, settings, force=args.force, verb="saved"):
+        if not await _passes(edited, scope, settings, force=args.force, how=_editing(row.name)):
             return 1
         async with session(store.pool, "save the connection") as db:
             await rows.update(db, row.name, box=box, **changes)
@@ -306,6 +344,7 @@ async def _edit(args: argparse.Namespace, settings: AutotaskSettings) -> int:
 
 
 async def _test(args: argparse.Namespace, settings: AutotaskSettings) -> int:
+    levers = ENVIRONMENT
     if settings.has_environment_connection and args.name == settings.connection:
         connection = Connection.from_settings(settings)
         scope = SyncScope.parse(settings.autotask_scope or None)
@@ -317,12 +356,14 @@ async def _test(args: argparse.Namespace, settings: AutotaskSettings) -> int:
                 store.box(), default_zone_lookup_url=settings.autotask_zone_lookup_url
             )
             scope = row.sync_scope()
+            levers = stored(row.name)
     report = await check(
         connection,
         scope=scope,
         time_limit=timedelta(seconds=args.timeout),
         share=settings.api_share,
         database_url=database_dsn(settings),
+        levers=levers,
     )
     print(render_json(report) if args.json else render_text(report))
     return 0 if report.ok else 1
@@ -348,6 +389,12 @@ async def _disable(args: argparse.Namespace, settings: AutotaskSettings) -> int:
 
 
 async def _remove(args: argparse.Namespace, settings: AutotaskSettings) -> int:
+    if args.purge and settings.has_environment_connection and args.name == settings.connection:
+        raise ConfigError(
+            f"connection {args.name!r} is configured by AUTOTASK_SYNC_AUTOTASK_* here: the "
+            "processes configured with it would sync it again; take it out of their "
+            "environment first, then purge its data from a shell without it"
+        )
     if args.teardown:
         from cli.commands.provision import teardown_connection  # loads the provisioner
 
@@ -359,19 +406,134 @@ async def _remove(args: argparse.Namespace, settings: AutotaskSettings) -> int:
             )
             return 1
         print(f"removed the webhooks of {args.name!r} and retired their registrations")
+    if args.purge:
+        return await _purge(args.name, settings)
     async with open_store(settings) as store, session(store.pool, "remove the connection") as db:
-        row = await _require(db, args.name)
+        row = await rows.fetch_one(db, args.name)
+        if row is None:
+            raise ConfigError(_not_stored(args.name, await purge.leftovers(db, args.name)))
         async with db.transaction():
-            live = await rows.live_registrations(db, row.name)
-            if live:
-                raise ConfigError(
-                    f"connection {row.name!r} still has {live} live webhook registration(s): "
-                    "Autotask would keep calling for it; remove its webhooks first with "
-                    f"`autotask-sync provision teardown --connection {row.name}`"
-                )
+            await _refuse_while_live(db, row.name)
             await rows.delete(db, row.name)
+        left = await purge.leftovers(db, row.name)
     print(f"removed connection {row.name!r}")
+    if left:
+        print(
+            f"its data stays: {_leftovers_text(left)}; delete it (tombstoning its records on "
+            f"the change topics) with `autotask-sync connections remove {row.name} --purge`"
+        )
     return 0
+
+
+async def _purge(name: str, settings: AutotaskSettings) -> int:
+    """``remove NAME --purge``: the connection's data, then the connection
+    (:mod:`shared.connections.purge`); what is left of it when it was removed already."""
+    async with open_store(settings) as store:
+        async with session(store.pool, "look at the connection") as db:
+            row = await rows.fetch_one(db, name)
+            await _refuse_while_live(db, name)
+            left = await purge.leftovers(db, name)
+        if row is None and not left:
+            print(f"nothing left of connection {name!r} to purge: 0 rows deleted, 0 tombstones")
+            return 0
+        done: list[purge.TableRows] = []
+        async with _change_producer(settings) as (producer, topics):
+            if row is None:
+                print(f"connection {name!r} was removed already; purging the data it left")
+            else:
+                print(
+                    f"purging connection {name!r}: disabled now (running processes stop syncing "
+                    "it within seconds), removed once its data is gone"
+                )
+            print(
+                f"to delete: {left.mirror_rows:,} mirror rows in {len(left.mirror)} tables, each "
+                f"after its tombstone on the change topic, and {left.state_rows:,} state rows in "
+                f"{len(left.state)} tables"
+            )
+            async for table in purge.purge(
+                store.pool, producer, topics, name, value_format=settings.change_value_format
+            ):
+                done.append(table)
+                print(f"  {_purged_text(table)}")
+        async with session(store.pool, "look for rows written meanwhile") as db:
+            late = await purge.leftovers(db, name)
+    mirror = sum(t.rows for t in done if t.topic)
+    state = sum(t.rows for t in done if not t.topic)
+    tombstones = sum(t.tombstones for t in done)
+    print(
+        f"purged connection {name!r}: {mirror:,} mirror and {state:,} state rows deleted, "
+        f"{tombstones:,} tombstones published"
+    )
+    if late:
+        print(
+            f"but a process still syncing it wrote {_leftovers_text(late)} meanwhile: run "
+            f"`autotask-sync connections remove {name} --purge` again in a minute",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _change_producer(settings: AutotaskSettings) -> AsyncIterator[tuple[AnyProducer, Topics]]:
+    """A started producer for the change topics, which must exist; stopped at the end."""
+    topics = Topics(prefix=settings.topic_prefix)
+    kafka = client_config(settings)
+    await require_topics(
+        kafka,
+        [topics.changes(spec) for spec in REGISTRY],
+        client_id=f"{settings.kafka_client_id}-cli-admin",
+    )
+    producer = make_producer(
+        kafka,
+        client_id=f"{settings.kafka_client_id}-cli",
+        max_request_size=settings.kafka_max_request_size,
+    )
+    try:
+        await start_client(producer, kafka, what="start the Kafka producer")
+        yield producer, topics
+    finally:
+        await producer.stop()
+
+
+async def _refuse_while_live(db: DbSession, name: str) -> None:
+    live = await rows.live_registrations(db, name)
+    if live:
+        raise ConfigError(
+            f"connection {name!r} still has {live} live webhook registration(s): Autotask would "
+            "keep calling for it; remove its webhooks first with `autotask-sync provision "
+            f"teardown --connection {name}`, or pass --teardown"
+        )
+
+
+def _not_stored(name: str, left: purge.Leftovers) -> str:
+    """Why ``remove NAME`` finds nothing to remove, and what to do with data left behind."""
+    if not left:
+        return f"no stored connection {name!r}; `autotask-sync connections list` shows them"
+    return (
+        f"no stored connection {name!r}, but its data is still here: {_leftovers_text(left)}; "
+        f"delete it with `autotask-sync connections remove {name} --purge`"
+    )
+
+
+def _leftovers_text(left: purge.Leftovers) -> str:
+    """``120 mirror rows (autotask.tickets 100, ...) and 7 state rows (sync_runs 7)``."""
+    parts = [
+        f"{total:,} {kind} rows ({', '.join(f'{t.table} {t.rows:,}' for t in tables)})"
+        for kind, total, tables in (
+            ("mirror", left.mirror_rows, left.mirror),
+            ("state", left.state_rows, left.state),
+        )
+        if tables
+    ]
+    return " and ".join(parts)
+
+
+def _purged_text(table: purge.TableRows) -> str:
+    line = f"{table.table}: {table.rows:,} row(s) deleted"
+    if table.topic:
+        line += f", {table.tombstones:,} tombstone(s) on {table.topic}"
+    return line
 
 
 async def _rekey(_args: argparse.Namespace, settings: AutotaskSettings) -> int:
@@ -465,7 +627,7 @@ def _scope_document(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 async def _resolved_scope(
-    connection: Connection, document: dict[str, Any], store: Store, *, verb: str
+    connection: Connection, document: dict[str, Any], store: Store, how: _Saving
 ) -> ResolvedScope | None:
     """The scope ``document`` describes, its names looked up in the tenant (ConfigError for a
     name that matches nothing or several). None, with the failure printed, when Autotask cannot
@@ -481,11 +643,11 @@ async def _resolved_scope(
         except AutotaskError as exc:
             if not names_in(document):
                 return ResolvedScope(scope=SyncScope.parse(document))
-            failure = explain("looking up the names in the sync scope", exc)
+            failure = explain("looking up the names in the sync scope", exc, how.levers)
             print(
                 f"FAILED at {failure['step']}\n  cause: {failure['cause']}\n"
                 f"  fix:   {failure['fix']}\n"
-                f"not {verb}: the names could not be looked up (ids need no lookup)",
+                f"not {how.done}: the names could not be looked up (ids need no lookup)",
                 file=sys.stderr,
             )
             return None
@@ -523,8 +685,31 @@ def _connection(new: rows.NewConnection, settings: AutotaskSettings) -> Connecti
         raise ConfigError(f"invalid connection settings: {exc}") from None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Saving:
+    """What ``add`` or ``edit`` does with a connection once tested, as its messages say it
+    ("not stored", "pass --force to store it anyway"), and how its fix lines name the
+    connection's settings."""
+
+    done: str
+    do: str
+    levers: Levers
+
+
+_ADDING = _Saving(done="stored", do="store", levers=ADDING)
+
+
+def _editing(name: str) -> _Saving:
+    return _Saving(done="saved", do="save", levers=stored(name))
+
+
 async def _passes(
-    connection: Connection, scope: SyncScope, settings: AutotaskSettings, *, force: bool, verb: str
+    connection: Connection,
+    scope: SyncScope,
+    settings: AutotaskSettings,
+    *,
+    force: bool,
+    how: _Saving,
 ) -> bool:
     """Run the connection test; print the report when it fails. True when it may be stored."""
     report: Report = await check(
@@ -532,14 +717,18 @@ async def _passes(
         scope=scope,
         share=settings.api_share,
         database_url=database_dsn(settings),
+        levers=how.levers,
     )
     if report.ok:
         return True
     print(render_text(report), file=sys.stderr)
     if force:
-        print(f"--force: {verb} although the connection test failed", file=sys.stderr)
+        print(f"--force: {how.done} although the connection test failed", file=sys.stderr)
         return True
-    print(f"not {verb}: the connection test failed (--force {verb} it anyway)", file=sys.stderr)
+    print(
+        f"not {how.done}: the connection test failed; pass --force to {how.do} it anyway",
+        file=sys.stderr,
+    )
     return False
 
 
@@ -563,7 +752,7 @@ def _summary(row: rows.StoredConnection) -> dict[str, Any]:
         "impersonation_resource_id": row.impersonation_resource_id,
         "secret_set": bool(row.secret_encrypted),
         "integration_code_set": bool(row.integration_code_encrypted),
-        "scope_summary": _describe(row.sync_scope()),
+        "scope_summary": row.sync_scope().summary(),
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
@@ -580,21 +769,10 @@ def _environment_summary(settings: AutotaskSettings) -> dict[str, Any]:
         "impersonation_resource_id": settings.autotask_impersonation_resource_id,
         "secret_set": bool(settings.autotask_secret.get_secret_value()),
         "integration_code_set": bool(settings.autotask_integration_code.get_secret_value()),
-        "scope_summary": _describe(SyncScope.parse(settings.autotask_scope or None)),
+        "scope_summary": SyncScope.parse(settings.autotask_scope or None).summary(),
         "created_at": None,
         "updated_at": None,
     }
-
-
-def _describe(scope: SyncScope) -> str:
-    parts = []
-    if scope.entities is not None:
-        parts.append("entities " + ",".join(scope.entities))
-    for group in SyncScope.filter_sections():
-        filters = {k: v for k, v in getattr(scope, group).model_dump().items() if v}
-        if filters:
-            parts.append(f"{group} " + " ".join(f"{k}={len(v)}" for k, v in filters.items()))
-    return "; ".join(parts) or "everything"
 
 
 __all__ = ["add_arguments", "run"]

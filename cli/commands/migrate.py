@@ -7,7 +7,6 @@ import asyncio
 
 from shared.db import create_pool, database_dsn, session
 from shared.db.migrate import apply_migrations, discover
-from shared.logging import configure_logging
 from shared.settings import BaseServiceSettings, load_settings
 
 
@@ -21,7 +20,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{migration.version:04d} {migration.name}")
         return 0
     settings = load_settings(BaseServiceSettings)
-    configure_logging(settings.log_level, settings.log_format)
     applied = asyncio.run(_migrate(database_dsn(settings)))
     print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
     return 0

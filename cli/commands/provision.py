@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from cli.store import Store, open_store
+from cli.text import iso, yes_no
 from services.provisioner import store as provisioning
 from services.provisioner.app import PROPAGATION
 from services.provisioner.control import KafkaSweepPublisher
@@ -326,9 +327,9 @@ def _status_text(
 ) -> str:
     header = f"connection {name!r}"
     if record is not None and record.held_at is not None:
-        header += f" (held since {_when(record.held_at)}: {record.held_reason})"
+        header += f" (held since {iso(record.held_at)}: {record.held_reason})"
     if record is not None and record.last_pass_at is not None:
-        header += f"; last pass {_when(record.last_pass_at)} {record.last_outcome}"
+        header += f"; last pass {iso(record.last_pass_at)} {record.last_outcome}"
     if not table:
         return f"{header}\n  no webhooks"
     cells = [_COLUMNS] + [
@@ -339,8 +340,8 @@ def _status_text(
             _yes(row.ready),
             f"{row.fields}+{row.udf_fields} udf" if row.webhook_id is not None else "-",
             ",".join(map(str, row.exclusions)) or "-",
-            _when(row.last_callout_at),
-            _when(row.last_deactivated_at),
+            iso(row.last_callout_at),
+            iso(row.last_deactivated_at),
             row.note + (f" ({row.duplicates} duplicate(s))" if row.duplicates else ""),
         )
         for row in table
@@ -399,11 +400,8 @@ def _result_text(result: PassResult, *, action: str) -> str:
 
 
 def _yes(value: bool | None) -> str:
-    return "-" if value is None else ("yes" if value else "NO")
-
-
-def _when(value: datetime | None) -> str:
-    return value.isoformat(timespec="seconds") if value is not None else "-"
+    """``yes``/``no``; ``-`` where there is no webhook to say it of."""
+    return "-" if value is None else yes_no(value)
 
 
 def _json_default(value: Any) -> Any:

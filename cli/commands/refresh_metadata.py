@@ -16,7 +16,6 @@ import asyncio
 from datetime import UTC, datetime
 
 from cli.commands.sweep import describe, reconciliation
-from shared.logging import configure_logging
 from shared.reconcile.due import METADATA_ENTITY, Job
 from shared.reconcile.jobs import Options
 from shared.reconcile.settings import SweepSettings
@@ -29,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(SweepSettings)
-    configure_logging(settings.log_level, settings.log_format)
     return asyncio.run(_refresh(settings, args.connection))
 
 

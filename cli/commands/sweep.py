@@ -22,7 +22,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,7 @@ from shared.db import Pool, create_pool, database_dsn
 from shared.entities import REGISTRY, EntitySpec, find_rest_name
 from shared.errors import ConfigError
 from shared.kafka import client_config, make_producer, require_topics, start_client
-from shared.logging import configure_logging
+from shared.logging import lines_written_by
 from shared.messages.topics import Topics
 from shared.reconcile.due import METADATA_ENTITY, Job, Mode
 from shared.reconcile.jobs import Options, Reconciler, Result
@@ -64,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
 
 async def _due() -> int:
     settings = load_settings(SweepSettings)
-    configure_logging(settings.log_level, settings.log_format)
     async with reconciliation(settings) as (reconciler, catalogue, pool):
         scheduler = Scheduler(
             reconciler=reconciler,
@@ -89,12 +88,13 @@ def add_target_arguments(parser: argparse.ArgumentParser, *, entity_required: bo
     parser.add_argument(
         "--connection", metavar="C", help="the connection (default: the only one served)"
     )
+    default = "required" if entity_required else "default: every entity the connection syncs"
     parser.add_argument(
         "--entity",
         metavar="E",
         action="append",
         required=entity_required,
-        help="REST name, e.g. Tickets (repeatable; default: every entity the connection syncs)",
+        help=f"REST name, e.g. Tickets (repeatable; {default})",
     )
 
 
@@ -111,7 +111,6 @@ def add_delete_share_argument(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace, mode: Mode, *, restart: bool = False) -> int:
     """Run ``mode`` for the connection and entities ``args`` name; print one line per run."""
     settings = load_settings(SweepSettings)
-    configure_logging(settings.log_level, settings.log_format)
     share = getattr(args, "max_delete_share", None)
     if share is not None and not 0 <= share <= 1:
         raise ConfigError("--max-delete-share must be between 0 and 1")
@@ -229,7 +228,8 @@ def describe(result: Result) -> str:
     line = (
         f"{head}: {run.status} in {seconds:.1f} s (run {run.id}): {c.pages} pages, "
         f"{c.api_calls} API calls, {c.fetched} fetched, {c.created} created, {c.updated} "
-        f"updated, {c.unchanged} unchanged, {c.deleted} deleted, {c.repaired} repaired"
+        f"updated, {c.unchanged} unchanged, {c.out_of_scope} out of scope, {c.deleted} deleted, "
+        f"{c.repaired} repaired"
     )
     if run.error:
         line += f"\n  {run.error}"
@@ -270,23 +270,30 @@ class LineProgress:
 
 
 class BarProgress:
-    """A tqdm bar on the terminal: done / total (from ``count``), rate, ETA."""
+    """A tqdm bar on the terminal: done / total (from ``count``), rate, ETA. While it is shown,
+    log lines are printed above it, never into it."""
 
     def __init__(self, label: str) -> None:
         self._label = label
         self._bar: tqdm[Any] | None = None
+        self._shown = ExitStack()
 
     def started(self, *, what: str, total: int | None) -> None:
         self._bar = tqdm(total=total, desc=self._label, unit=" rows", unit_scale=True,
                          file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+        self._shown.enter_context(lines_written_by(self._above))
 
     def advanced(self, *, rows: int, pages: int) -> None:
         if self._bar is not None:
             self._bar.update(rows)
 
     def finished(self) -> None:
+        self._shown.close()
         if self._bar is not None:
             self._bar.close()
+
+    def _above(self, line: str) -> None:
+        tqdm.write(line, file=sys.stderr)
 
 
 def terminal_progress(label: str) -> BarProgress | LineProgress:

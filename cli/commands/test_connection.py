@@ -1,7 +1,8 @@
 """``autotask-sync test-connection``: can this process talk to Autotask, and how well?
 
 Checks the connection configured by ``AUTOTASK_SYNC_AUTOTASK_*`` (``--connection`` renames it),
-or, when no username is configured there, the stored connection ``--connection NAME``. Prints the
+or, when no username is configured there, the stored connection ``--connection NAME``; without
+either, it names the stored connections and ``autotask-sync connections test NAME``. Prints the
 zone host, the API user, the rows of every entity the connection's scope syncs, usage (the
 tenant's, and this deployment's share of it), the calls the check made, and whether the webhooks
 the connection would get can be read and created. Every permission the API user lacks is listed
@@ -15,17 +16,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 from datetime import timedelta
 from typing import Any
 
 from pydantic import SecretStr
 
-from cli.checks import Report, check, explain, render_json, render_text
+from cli.checks import ENVIRONMENT, Levers, Report, check, explain, render_json, render_text, stored
 from cli.store import open_store
 from shared.autotask import Connection
 from shared.connections import store as rows
-from shared.db import database_dsn, session
+from shared.db import connect, database_dsn, session
 from shared.errors import ConfigError, SyncError
 from shared.scope.rules import SyncScope
 from shared.settings import AutotaskSettings, load_settings
@@ -69,16 +71,22 @@ async def check_from_args(args: argparse.Namespace) -> Report:
     """Build the connection from env + flags (or the store) and check it; configuration errors
     are reported like any other failed step."""
     time_limit = timedelta(seconds=args.timeout)
+    levers: Levers = ENVIRONMENT
     try:
         settings = load_settings(AutotaskSettings, **_overrides(args))
+        if not settings.has_environment_connection and not args.connection:
+            names = await _stored_names(settings)
+            if names:
+                return _only_stored(settings.connection, names)
         if settings.has_environment_connection or not args.connection:
             connection = Connection.from_settings(settings)
             scope = SyncScope.parse(settings.autotask_scope or None)
         else:
+            levers = stored(args.connection)
             connection, scope = await _stored(settings, args.connection)
     except SyncError as exc:
         report = Report(connection=args.connection or "default")
-        report.error = explain("configuration", exc)
+        report.error = explain("configuration", exc, levers)
         return report
     return await check(
         connection,
@@ -86,7 +94,47 @@ async def check_from_args(args: argparse.Namespace) -> Report:
         time_limit=time_limit,
         share=settings.api_share,
         database_url=database_dsn(settings),
+        levers=levers,
     )
+
+
+_LISTED = 10
+"""Stored connections named in the failure; ``connections list`` shows the rest."""
+
+
+async def _stored_names(settings: AutotaskSettings) -> list[str]:
+    """The stored connections' names; none when the database is not configured or reachable
+    (the check then fails on the missing environment settings, as it would without one)."""
+    dsn = database_dsn(settings)
+    if not dsn:
+        return []
+    with contextlib.suppress(SyncError):
+        db = await connect(dsn, connect_timeout=timedelta(seconds=2))
+        try:
+            return [row.name for row in await rows.fetch_all(db)]
+        finally:
+            await db.close()
+    return []
+
+
+def _only_stored(name: str, stored_names: list[str]) -> Report:
+    """The failure of a multi-tenant set-up's ``test-connection`` without ``--connection``:
+    there is no environment connection to test, so it names the commands that test the stored
+    ones."""
+    commands = [f"`autotask-sync connections test {n}`" for n in stored_names[:_LISTED]]
+    more = len(stored_names) - _LISTED
+    if more > 0:
+        commands.append(f"and {more} more (`autotask-sync connections list`)")
+    report = Report(connection=name)
+    report.error = {
+        "step": "configuration",
+        "type": "ConfigError",
+        "cause": "no connection is configured in the environment (AUTOTASK_SYNC_AUTOTASK_USERNAME "
+        f"is not set); this deployment's {len(stored_names)} connection(s) are stored: "
+        + ", ".join(stored_names[:_LISTED]),
+        "fix": "test a stored connection by its name: " + ", ".join(commands),
+    }
+    return report
 
 
 async def _stored(settings: AutotaskSettings, name: str) -> tuple[Connection, SyncScope]:

@@ -16,7 +16,7 @@ from pydantic_settings import NoDecode
 
 from shared.entities import default_webhook_entities, find_rest_name, webhook_entities
 from shared.scope.rules import WebhookEvent
-from shared.settings import AutotaskSettings, Duration
+from shared.settings import AutotaskSettings, Duration, Within, http_url
 
 EVENTS: tuple[WebhookEvent, ...] = ("create", "update", "delete")
 
@@ -70,22 +70,21 @@ class ProvisionerSettings(AutotaskSettings):
     webhook_excluded_resources: CommaInts = Field(
         default=(), description="More resource ids to exclude from every webhook."
     )
-    webhook_secret_overlap: Duration = Field(
+    webhook_secret_overlap: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(minutes=10),
         description="How long the previous secret keeps verifying after a rotation.",
     )
-    provisioner_interval: Duration = Field(
+    provisioner_interval: Annotated[Duration, Within("5s", "24h")] = Field(
         default=timedelta(minutes=10),
         description="How often every connection's webhooks are re-planned and healed.",
     )
-    provisioner_event_coalesce: Duration = Field(
+    provisioner_event_coalesce: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(minutes=1),
         description="Deactivation and reprovision events re-plan a connection at most once "
         "per this window.",
     )
-    provisioner_deactivation_window: Duration = Field(
+    provisioner_deactivation_window: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(minutes=15),
-        gt=timedelta(0),
         description="Deactivation notices alone (unsigned: anyone who learns the URL can send "
         "them) re-plan a connection at most once per this window.",
     )
@@ -93,12 +92,12 @@ class ProvisionerSettings(AutotaskSettings):
         default="autotask-sync-provisioner",
         description="Kafka consumer group of the control topic.",
     )
-    provisioner_metadata_ttl: Duration = Field(
+    provisioner_metadata_ttl: Annotated[Duration, Within("1m", "24h")] = Field(
         default=timedelta(hours=1),
         description="How long the service trusts an entity's field metadata before reading "
         "it again (new UDFs are subscribed after at most this long).",
     )
-    provisioner_lock_wait: Duration = Field(
+    provisioner_lock_wait: Annotated[Duration, Within("1s", "1h")] = Field(
         default=timedelta(seconds=30),
         description="How long `provision apply` waits for another apply of the same "
         "connection to finish.",
@@ -131,9 +130,7 @@ class ProvisionerSettings(AutotaskSettings):
         url = value.strip().rstrip("/")
         if not url:
             return ""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http(s) URL such as https://hooks.example.com")
+        parts = urlsplit(http_url(url))
         if parts.query or parts.fragment:
             raise ValueError("must not carry a query or fragment")
         if info.data.get("production_mode", True) and parts.scheme != "https":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from shared.settings import DEFAULT_KAFKA_MAX_REQUEST_SIZE, BaseServiceSettings, Duration
+from shared.settings import DEFAULT_KAFKA_MAX_REQUEST_SIZE, BaseServiceSettings, Duration, Within
 
 MIB = 1024 * 1024
 
@@ -68,17 +68,13 @@ class GatewaySettings(BaseServiceSettings):
         "(Autotask retries it), so an overload bounds memory and latency instead of queueing. "
         "A callout takes its place once its body has been read.",
     )
-    header_deadline: Duration = Field(
+    header_deadline: Annotated[Duration, Within("100ms", "5m")] = Field(
         default=timedelta(seconds=10),
-        gt=timedelta(0),
-        le=timedelta(minutes=5),
         description="A connection whose request headers are not complete this long after it "
         "connected (or after its previous answer) is closed; idle keep-alive connections too.",
     )
-    body_deadline: Duration = Field(
+    body_deadline: Annotated[Duration, Within("100ms", "5m")] = Field(
         default=timedelta(seconds=5),
-        gt=timedelta(0),
-        le=timedelta(minutes=5),
         description="Time a callout's body may take to arrive once its headers have; a slower "
         "one is answered 408 and its connection closed.",
     )
@@ -114,20 +110,17 @@ class GatewaySettings(BaseServiceSettings):
         "X-Forwarded-For, whose last entry is used, or X-Real-IP). Empty: the TCP peer. Set it "
         "only when every request passes the proxy, or clients could choose their own address.",
     )
-    produce_deadline: Duration = Field(
+    produce_deadline: Annotated[Duration, Within("10ms", "1m")] = Field(
         default=timedelta(seconds=2),
-        gt=timedelta(0),
         description="How long a callout waits for Kafka's acknowledgement before it is written "
         "to the spool instead (Autotask gives up on an answer after 10 s).",
     )
-    spool_deadline: Duration = Field(
+    spool_deadline: Annotated[Duration, Within("10ms", "5m")] = Field(
         default=timedelta(seconds=3),
-        gt=timedelta(0),
         description="How long a spool write may take before the callout is answered 503.",
     )
-    dedup_window: Duration = Field(
+    dedup_window: Annotated[Duration, Within("0s", "24h")] = Field(
         default=timedelta(minutes=15),
-        ge=timedelta(0),
         description="The same callout event for the same registration (a re-send, however "
         "re-serialised, or a concurrent copy) within this window is acknowledged without being "
         "stored again (0 turns it off).",
@@ -137,39 +130,33 @@ class GatewaySettings(BaseServiceSettings):
         ge=0,
         description="Callout keys remembered for de-duplication (about 200 bytes each).",
     )
-    deactivation_interval: Duration = Field(
+    deactivation_interval: Annotated[Duration, Within("10ms", "24h")] = Field(
         default=timedelta(minutes=15),
-        gt=timedelta(0),
         description="At most one webhook_deactivated control event per registration per interval, "
         "across replicas.",
     )
-    spool_drain_interval: Duration = Field(
+    spool_drain_interval: Annotated[Duration, Within("10ms", "1m")] = Field(
         default=timedelta(seconds=1),
-        gt=timedelta(0),
         description="Pause of the drainer when the spool is empty or Kafka refused a batch.",
     )
     spool_drain_batch: int = Field(
         default=500, ge=1, le=10_000, description="Spooled rows moved to Kafka per round."
     )
-    spool_check_interval: Duration = Field(
+    spool_check_interval: Annotated[Duration, Within("10ms", "1m")] = Field(
         default=timedelta(seconds=1),
-        gt=timedelta(0),
         description="How often each replica counts the spool's rows (its depth metrics, and "
         "whether another replica spooled, in which case new callouts are spooled too).",
     )
-    registrations_reload_interval: Duration = Field(
+    registrations_reload_interval: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(seconds=60),
-        gt=timedelta(0),
         description="Full reload of the webhook registrations besides their change notifications.",
     )
-    last_callout_flush_interval: Duration = Field(
+    last_callout_flush_interval: Annotated[Duration, Within("100ms", "1h")] = Field(
         default=timedelta(seconds=10),
-        gt=timedelta(0),
         description="How often the time of each registration's last accepted callout is written.",
     )
-    kafka_retry_interval: Duration = Field(
+    kafka_retry_interval: Annotated[Duration, Within("10ms", "5m")] = Field(
         default=timedelta(seconds=2),
-        gt=timedelta(0),
         description="Pause between attempts to connect the Kafka producer while Kafka is "
         "unreachable (the gateway serves through the spool meanwhile).",
     )

@@ -194,14 +194,23 @@ async def return_calls(db: DbSession, *, connection: str, bucket: datetime, call
     )
 
 
-async def add_calls(db: DbSession, *, connection: str, calls: int) -> None:
-    """Count calls made without a reservation (while the database was unreachable)."""
-    await guarded(
+async def add_calls(db: DbSession, *, connection: str, calls: int) -> bool:
+    """Count calls made without a reservation (while the database was unreachable, or by a
+    connection test); whether they were counted.
+
+    Only for a connection that is stored or has a budget already (the environment one, once a
+    process served it): the test of a connection that is then not stored (``connections add``
+    failed, ``test-connection --connection`` with another name) leaves no rows behind. A
+    connection's budget starts when it is stored or serves its first call."""
+    status = await guarded(
         db.execute(
-            "WITH bucket AS (INSERT INTO api_calls AS c (connection, minute, calls) "
-            "  VALUES ($1, date_trunc('minute', now()), $2) ON CONFLICT (connection, minute) "
-            "  DO UPDATE SET calls = c.calls + excluded.calls RETURNING 1) "
-            "INSERT INTO api_budget AS b (connection, calls_total) VALUES ($1, $2) "
+            "WITH known AS (SELECT WHERE EXISTS (SELECT FROM connections WHERE name = $1) "
+            "  OR EXISTS (SELECT FROM api_budget WHERE connection = $1)), "
+            "bucket AS (INSERT INTO api_calls AS c (connection, minute, calls) "
+            "  SELECT $1, date_trunc('minute', now()), $2 FROM known "
+            "  ON CONFLICT (connection, minute) DO UPDATE SET calls = c.calls + excluded.calls "
+            "  RETURNING 1) "
+            "INSERT INTO api_budget AS b (connection, calls_total) SELECT $1, $2 FROM known "
             "ON CONFLICT (connection) DO UPDATE SET "
             "calls_total = b.calls_total + excluded.calls_total",
             connection,
@@ -209,6 +218,7 @@ async def add_calls(db: DbSession, *, connection: str, calls: int) -> None:
         ),
         f"count API calls of {connection}",
     )
+    return str(status).endswith(" 1")
 
 
 async def read_usage(db: DbSession, connections: Iterable[str]) -> dict[str, UsageRow]:

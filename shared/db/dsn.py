@@ -11,15 +11,18 @@ it takes the DSN from here. The precedence, one parameter at a time:
 - ``AUTOTASK_SYNC_DATABASE_SSLMODE``, ``_SSLROOTCERT``, ``_SSLCERT``, ``_SSLKEY``, each when set,
   replace the URL's parameter of the same name; the URL's other parameters stay as they are.
 
-What a person can get wrong is found here, at start, and named: a mode that is not one, a
-certificate file that is not there, ``verify-ca``/``verify-full`` without a root certificate
-(asyncpg's fallback, ``~/.postgresql/root.crt``, counts when it exists), a key without its
-certificate. Messages name the variable or the URL parameter, never the URL or the password.
+What a person can get wrong is found here, at start, and named: a URL no session could use (a
+port that is not a number, a password whose ``@``, ``#`` or ``/`` is not percent-encoded, a host
+with a space), a mode that is not one, a certificate file that is not there,
+``verify-ca``/``verify-full`` without a root certificate (asyncpg's fallback,
+``~/.postgresql/root.crt``, counts when it exists), a key without its certificate. Messages
+name the variable or the URL parameter, never the URL or the password.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import get_args
@@ -27,7 +30,13 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 from shared.errors import ConfigError
 from shared.redaction import register_secret
-from shared.settings import ENV_PREFIX, BaseServiceSettings, DatabaseSslMode, readable_file
+from shared.settings import (
+    ENV_PREFIX,
+    BaseServiceSettings,
+    DatabaseSslMode,
+    host_and_port,
+    readable_file,
+)
 
 _SSL_MODES: tuple[str, ...] = get_args(DatabaseSslMode)
 """The modes, weakest first: ``disable``, ``allow``, ``prefer`` (asyncpg's default over TCP),
@@ -40,6 +49,14 @@ FILE_PARAMETERS = ("sslrootcert", "sslcert", "sslkey", "sslcrl")
 """URL parameters that name a file the process must be able to read."""
 
 _SCHEMES = ("postgresql", "postgres")
+
+_HOST = re.compile(r"^[A-Za-z0-9._%-]+$")
+"""A host name, an IPv4 address, or a percent-encoded socket directory (``%2Fvar%2Frun``)."""
+
+_ENCODE = (
+    "percent-encode special characters of the user and password (@ as %40, # as %23, / as %2F, "
+    "? as %3F, : as %3A)"
+)
 
 
 def database_dsn(settings: BaseServiceSettings) -> str:
@@ -58,6 +75,7 @@ def database_dsn(settings: BaseServiceSettings) -> str:
         raise ConfigError(
             f"{origin} must be a postgresql:// URL (postgresql://user:password@host:5432/db)"
         )
+    _check_address(netloc, fragment, origin)
     if settings.database_password_file is not None:
         netloc = _with_password(netloc, _password(settings.database_password_file), origin)
     _register_url_password(netloc)
@@ -77,6 +95,30 @@ def database_dsn(settings: BaseServiceSettings) -> str:
     }
     _check_tls(dict(parameters), names)
     return urlunsplit((scheme, netloc, path, query, fragment))
+
+
+def _check_address(netloc: str, fragment: str, origin: str) -> None:
+    """ConfigError for hosts and ports no session could use: asyncpg would fail on them with an
+    error quoting the URL, or wait for minutes on a host that cannot exist. No host at all is
+    libpq's default (the local socket, then localhost)."""
+    if fragment:
+        raise ConfigError(f"{origin} has a '#' that ends the address early: {_ENCODE}")
+    userinfo, _, hosts = netloc.rpartition("@")
+    if "@" in userinfo:
+        raise ConfigError(f"{origin} has an '@' in its user or password: {_ENCODE}")
+    if not hosts:
+        return
+    for entry in hosts.split(","):
+        host, port = host_and_port(entry)
+        if not host:
+            raise ConfigError(f"{origin} names an empty host: write host:port, comma-separated")
+        if not (entry.startswith("[") or _HOST.match(host)):
+            raise ConfigError(f"{origin} names a host that is not a host name or address")
+        if port is not None and not (port.isdigit() and 0 < int(port) <= 65535):
+            raise ConfigError(
+                f"{origin} has a port that is not a number between 1 and 65535 (or a user or "
+                f"password with special characters: {_ENCODE})"
+            )
 
 
 def _url(settings: BaseServiceSettings) -> tuple[str, str]:

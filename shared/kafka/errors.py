@@ -163,7 +163,7 @@ def connect_error(
     refusal = min(refusals, key=lambda r: _rank(r.error))
     explained = _explain(kafka, refusal)
     if explained is None:
-        return _away(refusal.address, what, refusal.error, cause=cause)
+        return _away(refusal.address, what, refusal.error)
     message, retriable = explained
     return KafkaError(f"could not {what}: {message}", retriable=retriable)
 
@@ -285,15 +285,11 @@ def _reason(exc: BaseException) -> str:
     return redact_text(str(exc)) or type(exc).__name__
 
 
-def _away(
-    address: str, what: str, exc: BaseException, *, cause: BaseException | None = None
-) -> KafkaError:
-    """A server that did not answer: what the client said (``cause``) and what the probe found."""
-    detail = _reason(exc)
-    if cause is not None and cause is not exc:
-        detail = f"{_reason(cause)}; {detail}"
+def _away(address: str, what: str, exc: BaseException) -> KafkaError:
+    """A server that did not answer, with what was found when it was dialled (``exc``): the
+    client's own error only repeats the addresses it tried, so it is left out."""
     return KafkaError(
-        f"could not {what}: could not reach Kafka at {address} ({detail}): check "
+        f"could not {what}: could not reach Kafka at {address} ({_reason(exc)}): check "
         f"{' or '.join(env_names('kafka_bootstrap_servers'))} and that the brokers are up"
     )
 

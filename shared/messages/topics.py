@@ -13,14 +13,18 @@ removal and keep the row (docs/configuration.md).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from shared.entities import REGISTRY, EntitySpec
 
 DAY_MS = 24 * 60 * 60 * 1000
 DEFAULT_TOMBSTONE_RETENTION = timedelta(days=1)
 _MILLISECOND = timedelta(milliseconds=1)
+STRIMZI_API_VERSION = "kafka.strimzi.io/v1beta2"
+"""The ``KafkaTopic`` resources' API version (deploy/k8s/kafka-topics/)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,24 @@ class TopicSpec:
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
     replication_factor: int = -1  # -1: the broker's default.replication.factor
+
+    def kafka_topic(self, *, cluster: str, replicas: int | None = None) -> dict[str, Any]:
+        """This topic as a Strimzi ``KafkaTopic`` resource of the Kafka cluster ``cluster``
+        (``replicas`` unset: left to the overlay that patches it in)."""
+        spec: dict[str, Any] = {"topicName": self.name, "partitions": self.partitions}
+        if replicas is not None:
+            spec["replicas"] = replicas
+        spec["config"] = dict(self.config)
+        return {
+            "apiVersion": STRIMZI_API_VERSION,
+            "kind": "KafkaTopic",
+            "metadata": {
+                # Resource names are DNS subdomains; the topic's own name goes in topicName.
+                "name": re.sub(r"[^a-z0-9-]", "-", self.name.lower()),
+                "labels": {"strimzi.io/cluster": cluster},
+            },
+            "spec": spec,
+        }
 
 
 @dataclass(frozen=True, slots=True)

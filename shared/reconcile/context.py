@@ -4,7 +4,8 @@ Every page a run reads goes through :meth:`SweepContext.apply`: scope judged as 
 (:mod:`shared.scope.membership`), then :meth:`shared.mirror.writer.Mirror.apply_snapshots`, the same
 monotonic upsert and change-event path the worker uses. Rows whose content really changed are
 counted as *repaired* for every mode but a first-load backfill: what a sweep had to change is what
-the webhooks missed. Counts are stored on the run after each durable page, so a run that dies shows
+the webhooks missed. Rows outside the scope are counted as such (``out_of_scope``), never as
+unchanged or deleted. Counts are stored on the run after each durable page, so a run that dies shows
 how far it got.
 
 Children follow what a page did to their parents (:mod:`shared.scope.follow`): those of parents
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -150,7 +151,7 @@ class SweepContext:
         applied = await self.mirror.apply_snapshots(
             self.connection, self.entity, snapshots, origin=origin or self.origin
         )
-        self._count(applied)
+        self._count(applied, outside={i for i, inside in in_scope.items() if not inside})
         await self._follow(applied, origin or self.origin)
         return applied
 
@@ -186,16 +187,22 @@ class SweepContext:
             SWEEP_DELETED.labels(self.connection, self.entity.rest_name, source).inc(deleted)
         return applied
 
-    def _count(self, applied: Applied) -> None:
-        for outcome, number in applied.outcomes.items():
-            if outcome == "created":
-                self.counts.created += number
-            elif outcome == "updated":
-                self.counts.updated += number
-            elif outcome in ("deleted", "out_of_scope"):
-                self.counts.deleted += number
+    def _count(self, applied: Applied, *, outside: Collection[int] = ()) -> None:
+        """Count each row by what happened to it. A row outside the scope (``outside``: read
+        and judged out) counts as out of scope whatever the mirror did with it: it left the
+        scope now, or stayed out of the mirror. It is neither unchanged nor deleted."""
+        counts = self.counts
+        for change in applied.changes:
+            if change.id in outside or change.outcome in ("out_of_scope", "out_of_scope_skipped"):
+                counts.out_of_scope += 1
+            elif change.outcome == "created":
+                counts.created += 1
+            elif change.outcome == "updated":
+                counts.updated += 1
+            elif change.outcome == "deleted":
+                counts.deleted += 1
             else:
-                self.counts.unchanged += number
+                counts.unchanged += 1
         if self.repairs and applied.changed:
             self.counts.repaired += applied.changed
             SWEEP_REPAIRED.labels(self.connection, self.entity.rest_name).inc(applied.changed)

@@ -267,7 +267,7 @@ class Reconciler:
                  run=run.id, status=status, pages=counts.pages, api_calls=counts.api_calls,
                  fetched=counts.fetched, created=counts.created, updated=counts.updated,
                  unchanged=counts.unchanged, deleted=counts.deleted, repaired=counts.repaired,
-                 error=error)  # fmt: skip
+                 out_of_scope=counts.out_of_scope, error=error)  # fmt: skip
         return Result(job, status, closed, error or "")
 
     async def _close(

@@ -33,6 +33,8 @@ class Counts:
     unchanged: int = 0
     deleted: int = 0
     repaired: int = 0
+    out_of_scope: int = 0
+    """Rows outside the connection's sync scope: read and kept out, or leaving it now."""
 
     def add(self, other: Counts) -> None:
         for name, value in asdict(other).items():
@@ -60,8 +62,8 @@ class Run:
 
 _COLUMNS = (
     "id, connection, entity, mode, status, trigger, started_at, requested_at, finished_at, "
-    "since, pages, api_calls, fetched, created, updated, unchanged, deleted, repaired, error, "
-    "detail"
+    "since, pages, api_calls, fetched, created, updated, unchanged, deleted, repaired, "
+    "out_of_scope, error, detail"
 )
 _COUNTS = tuple(Counts.__dataclass_fields__)
 
@@ -118,7 +120,8 @@ async def progress(db: DbSession, run_id: int, counts: Counts) -> None:
     await guarded(
         db.execute(
             "UPDATE sync_runs SET pages = $2, api_calls = $3, fetched = $4, created = $5, "
-            "updated = $6, unchanged = $7, deleted = $8, repaired = $9 WHERE id = $1",
+            "updated = $6, unchanged = $7, deleted = $8, repaired = $9, out_of_scope = $10 "
+            "WHERE id = $1",
             run_id,
             *(getattr(counts, name) for name in _COUNTS),
         ),
@@ -141,8 +144,8 @@ async def finish(
             db.fetchrow(
                 "UPDATE sync_runs SET status = $2, finished_at = now(), error = $3, "  # noqa: S608 - constant columns
                 "detail = detail || $4::jsonb, pages = $5, api_calls = $6, fetched = $7, "
-                "created = $8, updated = $9, unchanged = $10, deleted = $11, repaired = $12 "
-                f"WHERE id = $1 RETURNING {_COLUMNS}",
+                "created = $8, updated = $9, unchanged = $10, deleted = $11, repaired = $12, "
+                f"out_of_scope = $13 WHERE id = $1 RETURNING {_COLUMNS}",
                 run.id,
                 status,
                 error,

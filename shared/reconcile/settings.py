@@ -15,7 +15,7 @@ from pydantic_settings import NoDecode
 
 from shared.entities import EntitySpec, find_rest_name
 from shared.reconcile.delete_guard import DeletePolicy
-from shared.settings import AutotaskSettings, Duration
+from shared.settings import AutotaskSettings, Duration, Within
 
 _DURATION: TypeAdapter[timedelta] = TypeAdapter(Duration)
 
@@ -30,7 +30,9 @@ def _intervals(value: Any) -> Any:
     return value
 
 
-Intervals = Annotated[dict[str, timedelta], NoDecode, BeforeValidator(_intervals)]
+SweepInterval = Annotated[Duration, Within("5s", "24h")]
+"""An incremental sweep interval: each sweep costs API calls, so not more often than this."""
+Intervals = Annotated[dict[str, SweepInterval], NoDecode, BeforeValidator(_intervals)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ class SweepPolicy:
 class SweepSettings(AutotaskSettings):
     """What the sweeps need besides the connection settings."""
 
-    sweep_interval: Duration = Field(
+    sweep_interval: SweepInterval = Field(
         default=timedelta(minutes=5),
         description="Incremental sweep of each connection and entity this often.",
     )
@@ -57,19 +59,19 @@ class SweepSettings(AutotaskSettings):
         default_factory=dict,
         description="Per-entity overrides of SWEEP_INTERVAL: 'Resources=1h,Contracts=30m'.",
     )
-    sweep_overlap: Duration = Field(
+    sweep_overlap: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(minutes=2),
         description="Incremental sweeps re-read this far behind the watermark (Autotask stamps "
         "land slightly out of order).",
     )
     sweep_page_size: int = Field(default=500, ge=1, le=500, description="Rows per query page.")
-    id_sweep_interval: Duration = Field(
+    id_sweep_interval: Annotated[Duration, Within("1m", "168h")] = Field(
         default=timedelta(hours=1),
         description="Id-only sweep (delete detection) of entities without a delete log: a "
         "dropped Delete callout of one is found within this interval; each sweep costs about "
         "ceil(rows/500) calls per entity (docs/architecture.md, Reconciliation).",
     )
-    metadata_interval: Duration = Field(
+    metadata_interval: Annotated[Duration, Within("1m", "168h")] = Field(
         default=timedelta(hours=6), description="Refresh of picklists and UDF definitions."
     )
     mass_delete_share: float = Field(
@@ -93,15 +95,15 @@ class SweepSettings(AutotaskSettings):
     sweep_concurrency: int = Field(
         default=2, ge=1, description="Runs at once per process (each holds one lock)."
     )
-    sweep_check_interval: Duration = Field(
+    sweep_check_interval: Annotated[Duration, Within("100ms", "10m")] = Field(
         default=timedelta(seconds=15), description="How often the scheduler looks for due work."
     )
-    sweep_request_window: Duration = Field(
+    sweep_request_window: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(minutes=2),
         description="The same request (connection, entity, mode) made again within this runs "
         "once (MSPortal's rule).",
     )
-    sweep_lock_wait: Duration = Field(
+    sweep_lock_wait: Annotated[Duration, Within("1s", "24h")] = Field(
         default=timedelta(minutes=10),
         description="How long a command waits for a running sweep of the same entity.",
     )

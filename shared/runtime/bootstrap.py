@@ -1,21 +1,25 @@
 """Entry-point plumbing shared by the services' ``__main__`` modules.
 
-``main`` parses settings once (a bad variable stops the process with a message naming it),
+``main`` answers ``--help`` (a service takes no other argument), parses settings once (a bad
+variable, an unknown one or a malformed URL stops the process with a message naming it),
 configures logging, and runs the service's ``start`` under :class:`ServiceRunner`. ``start``
 opens what the service needs on the runner: the PostgreSQL pool and Kafka producer
 (:func:`open_base_resources`), its own resources and background tasks, and last its HTTP
 servers: the ops endpoints on the ops port (:func:`serve_ops`), and for a service with public
 routes those on the public port besides (:func:`serve_public`). The ops endpoints are never
-served on the public port.
+served on the public port, and a port this process cannot listen on (one already in use) stops
+it with one line naming the setting to change.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import errno
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -32,7 +36,7 @@ from shared.runtime.backoff import Backoff, Retry
 from shared.runtime.ops import HEADER_DEADLINE, Admit, ReadinessCheck, add_ops_routes, serve
 from shared.runtime.progress import Progress
 from shared.runtime.runner import ServiceRunner
-from shared.settings import OPS_PORTS, BaseServiceSettings, load_settings
+from shared.settings import OPS_PORTS, BaseServiceSettings, env_name, load_settings
 
 SettingsT = TypeVar("SettingsT", bound=BaseServiceSettings)
 T = TypeVar("T")
@@ -46,11 +50,24 @@ STARTUP_BACKOFF = Backoff(first=timedelta(milliseconds=500), cap=timedelta(secon
 """Waits between attempts to reach PostgreSQL or Kafka at start."""
 
 
-def main(name: str, settings_cls: type[SettingsT], start: Start[SettingsT]) -> int:
-    """Run a service to completion; returns the process exit code."""
+def main(
+    name: str,
+    settings_cls: type[SettingsT],
+    start: Start[SettingsT],
+    *,
+    about: str | None,
+    public: str | None = None,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Run a service to completion; returns the process exit code.
+
+    ``about`` says what the service does and ``public`` what its public port serves (None: it
+    has none), for ``--help``; ``argv``: the arguments (``sys.argv[1:]``)."""
+    _command_line(name, about, public).parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = load_settings(settings_cls)
         client_config(settings)  # Kafka's security settings are checked now, not at first use
+        database_dsn(settings)  # and the database URL: a malformed one is not waited for
     except ConfigError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
@@ -68,6 +85,31 @@ def main(name: str, settings_cls: type[SettingsT], start: Start[SettingsT]) -> i
     except SyncError as exc:  # a dependency that never came up, say: one line, not a traceback
         log.error("service could not start", service=name, error=str(exc))
         return 1
+
+
+def _command_line(name: str, about: str | None, public: str | None) -> argparse.ArgumentParser:
+    """The command line of ``python -m services.<name>``: no arguments (any is refused, named,
+    exit status 2); ``--help`` prints what the service does, how it is configured and its
+    default ports, and exits 0 without starting it."""
+    ports = [f"  /healthz, /readyz, /metrics: {OPS_PORTS[name]} ({env_name('ops_port')})"]
+    if public is not None:
+        http_port = BaseServiceSettings.model_fields["http_port"].default
+        ports.append(f"  {public}: {http_port} ({env_name('http_port')})")
+    epilog = "\n".join(
+        [
+            "Configured by environment variables only: AUTOTASK_SYNC_* (and DATABASE_URL,",
+            "KAFKA_BOOTSTRAP_SERVERS), every one listed in docs/configuration.md.",
+            "",
+            'Default ports (docs/configuration.md, "Ports"):',
+            *ports,
+        ]
+    )
+    return argparse.ArgumentParser(
+        prog=f"python -m services.{name}",
+        description=about,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def ops_address(settings: BaseServiceSettings, service: str) -> tuple[str, int]:
@@ -128,7 +170,9 @@ async def serve_ops(
         liveness={p.part: p.liveness for p in progress},
     )
     host, port = ops_address(settings, runner.name)
-    server = await runner.enter(serve(app, host, port))
+    host_setting = "ops_host" if settings.ops_host is not None else "http_host"
+    with _listening(host, port, host_setting=host_setting, port_setting="ops_port"):
+        server = await runner.enter(serve(app, host, port))
     log.info("ops server listening", addresses=[str(a) for a in server.addresses])
     return server
 
@@ -159,17 +203,32 @@ async def serve_public(
             f"{ops_port}: the ops endpoints must not share the public port"
         )
     await serve_ops(runner, settings, checks=checks, progress=progress)
-    server = await runner.intake(
-        serve(
-            app,
-            settings.http_host,
-            settings.http_port,
-            header_deadline=header_deadline,
-            admit=admit,
+    host, port = settings.http_host, settings.http_port
+    with _listening(host, port, host_setting="http_host", port_setting="http_port"):
+        server = await runner.intake(
+            serve(app, host, port, header_deadline=header_deadline, admit=admit)
         )
-    )
     log.info("public server listening", addresses=[str(a) for a in server.addresses])
     return server
+
+
+@contextmanager
+def _listening(host: str, port: int, *, host_setting: str, port_setting: str) -> Iterator[None]:
+    """A port this process cannot listen on, as a ConfigError naming the setting to change
+    (a second service on one host with the same port gets one line, not a traceback)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} is already in use on {host} (another service, or this one "
+                f"twice?): set {env_name(port_setting)} to a free port (docs/configuration.md, "
+                "Ports)"
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): check "
+            f"{env_name(host_setting)} and {env_name(port_setting)}"
+        ) from None
 
 
 def postgres_check(pool: Pool) -> ReadinessCheck:

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from shared.entities import (
+    REGISTRY,
     EntitySpec,
     by_rest_name,
     find_rest_name,
@@ -209,7 +210,8 @@ class SyncScope(_Filter):
         for name in value:
             spec = find_rest_name(name)
             if spec is None:
-                raise ValueError(f"unknown entity {name!r}")
+                choices = ", ".join(s.rest_name for s in REGISTRY)
+                raise ValueError(f"unknown entity {name!r} (choose from {choices})")
             names.append(spec.rest_name)
         return list(dict.fromkeys(names))
 
@@ -259,6 +261,20 @@ class SyncScope(_Filter):
         """The stored form: only what differs from the defaults."""
         return self.model_dump(mode="json", exclude_defaults=True)
 
+    def summary(self) -> str:
+        """One line for people: ``entities Tickets,Companies; tickets include_queues=[8, 29]``.
+
+        Ids and picklist values are shown as lists, never counted: ``include_queues=2`` read as
+        queue 2. A long list shows its first few and its length."""
+        parts = []
+        if self.entities is not None:
+            parts.append("entities " + ",".join(self.entities))
+        for section in self.filter_sections():
+            listed = {k: v for k, v in getattr(self, section).model_dump().items() if v}
+            if listed:
+                parts.append(f"{section} " + " ".join(f"{k}={_ids(v)}" for k, v in listed.items()))
+        return "; ".join(parts) or "everything"
+
 
 def _values_within(
     include: list[int], exclude: list[int], other_include: list[int], other_exclude: list[int]
@@ -272,6 +288,17 @@ def _values_within(
     if include:
         return not (set(include) - set(exclude)) & set(other_exclude)
     return set(other_exclude) <= set(exclude)
+
+
+_SHOWN_IDS = 5
+
+
+def _ids(values: list[int]) -> str:
+    """``[8, 29]``; ``[1, 2, 3, 4, 5, ...] (250)`` for a long list."""
+    shown = ", ".join(map(str, values[:_SHOWN_IDS]))
+    if len(values) <= _SHOWN_IDS:
+        return f"[{shown}]"
+    return f"[{shown}, ...] ({len(values)})"
 
 
 def _allowed(value: Any, include: list[int], exclude: list[int]) -> bool:

@@ -11,11 +11,15 @@ import pytest
 import pytest_asyncio
 
 from shared.autotask import AutotaskClient
-from shared.db import connect
+from shared.db import DbSession, connect
+from shared.entities import REGISTRY
+from shared.messages.topics import Topics
 from shared.secrets import SecretBox
 from tests.helpers.clients import connection_for, truth
+from tests.helpers.connection_data import rows_by_table, seed_state_rows
+from tests.helpers.pipeline import create_topics, read_topic
 from tests.helpers.processes import CliResult, run_cli
-from tests.helpers.tenants import small_tenant, tenants
+from tests.helpers.tenants import small_tenant, store_connection, tenants
 from tools.autotask_sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -135,7 +139,8 @@ async def test_duplicates_bad_credentials_and_unreachable_zones_are_refused(migr
     bad = await op.add("wrong", secret="not-the-secret-0000")
     assert bad.code == 1
     assert "FAILED at authentication" in bad.err
-    assert "not stored: the connection test failed" in bad.err
+    assert "fix:   give them again to `autotask-sync connections add` (--username;" in bad.err
+    assert "not stored: the connection test failed; pass --force to store it anyway" in bad.err
 
     unreachable = await op(
         "connections", "add", "far", "--username", sim.username,
@@ -143,8 +148,9 @@ async def test_duplicates_bad_credentials_and_unreachable_zones_are_refused(migr
         stdin=f"{sim.secret}\n{sim.integration_code}\n",
     )  # fmt: skip
     assert unreachable.code == 1
-    assert "FAILED at zone discovery" in unreachable.err
-    assert "check network access" in unreachable.err
+    assert "FAILED at reaching the zone lookup host 127.0.0.1" in unreachable.err
+    assert "fix:   check that this machine reaches 127.0.0.1" in unreachable.err
+    assert "(--zone-lookup-url URL), or give the tenant's REST URL" in unreachable.err
     assert await op.stored_names() == ["acme"]
 
     forced = await op.add("wrong", "--force", secret="not-the-secret-0000")
@@ -224,11 +230,15 @@ async def test_disable_enable_and_remove_refused_while_webhooks_are_live(migrate
             "INSERT INTO webhook_registrations (registration_id, connection, entity, "
             "secret_current) VALUES ('r-0123456789abcdef', 'acme', 'Tickets', '\\x00')"
         )
-        refused = await op("connections", "remove", "acme")
-        assert refused.code == 2
-        assert "still has 1 live webhook registration(s)" in refused.err
-        assert "provision teardown --connection acme" in refused.err
+        for refused in (
+            await op("connections", "remove", "acme"),
+            await op("connections", "remove", "acme", "--purge"),
+        ):
+            assert refused.code == 2
+            assert "still has 1 live webhook registration(s)" in refused.err
+            assert "provision teardown --connection acme`, or pass --teardown" in refused.err
         assert await op.stored_names() == ["acme"]
+        assert json.loads((await op("connections", "show", "acme", "--json")).out)["enabled"]
         await db.execute("UPDATE webhook_registrations SET state = 'retired'")
     finally:
         await db.close()
@@ -241,6 +251,118 @@ async def test_disable_enable_and_remove_refused_while_webhooks_are_live(migrate
     assert "no stored connection 'nobody'" in unknown.err
 
 
+async def copy_mirror(db: DbSession, source: str, target: str) -> None:
+    """Mirror rows of ``target``: copies of ``source``'s (another tenant, as far as rows go)."""
+    for spec in REGISTRY:
+        await db.execute(
+            f"INSERT INTO {spec.mirror_table} (connection, id, entity, version, fetched_at, "  # noqa: S608 - registry names
+            "content_hash, origin, change_seq) SELECT $2, id, entity, version, fetched_at, "
+            f"content_hash, origin, change_seq FROM {spec.mirror_table} WHERE connection = $1",
+            source,
+            target,
+        )
+
+
+async def mirrored_ids(db: DbSession, connection: str) -> dict[str, set[int]]:
+    """The ids of ``connection``'s mirror rows, per table."""
+    return {
+        spec.table: {r["id"] for r in await db.fetch(
+            f"SELECT id FROM {spec.mirror_table} WHERE connection = $1", connection  # noqa: S608
+        )}
+        for spec in REGISTRY
+    }  # fmt: skip
+
+
+async def purged_ids(bootstrap: str, topics: Topics, connection: str) -> dict[str, set[int]]:
+    """The ids of ``connection`` with a purge's tombstone on the change topics, per table."""
+    found: dict[str, set[int]] = {}
+    for spec in REGISTRY:
+        keys = [
+            json.loads(m.key)
+            for m in await read_topic(bootstrap, topics.changes(spec))
+            if m.value is None and ("ce_reason", b"purged") in list(m.headers)
+        ]
+        found[spec.table] = {k["id"] for k in keys if k["connection"] == connection}
+    return found
+
+
+async def test_purge_deletes_every_row_of_a_connection_and_tombstones_its_records(
+    migrated_database, sim, kafka_bootstrap, unique
+):
+    topics = await create_topics(kafka_bootstrap, f"p{unique}", partitions=1)
+    kafka = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "AUTOTASK_SYNC_TOPIC_PREFIX": topics.prefix,
+    }
+    op = Operator(migrated_database, sim)
+    for name in ("acme", "other"):
+        await store_connection(migrated_database, SecretBox([op.keys]), name, sim)
+    backfilled = await op("backfill", "--connection", "acme", **kafka)
+    assert backfilled.code == 0, backfilled.output
+    db = await connect(migrated_database)
+    try:
+        await copy_mirror(db, "acme", "other")
+        for name in ("acme", "other"):
+            await seed_state_rows(db, name)
+        before, other = await rows_by_table(db, "acme"), await rows_by_table(db, "other")
+        mirrored = await mirrored_ids(db, "acme")
+    finally:
+        await db.close()
+    # A state table keyed by connection that a later migration adds needs a row in
+    # seed_state_rows, so that this test sees it purged.
+    state = {table: n for table, n in before.items() if not table.startswith("autotask.")}
+    assert [table for table, count in state.items() if not count] == []
+    tickets = len(mirrored["tickets"])
+    assert tickets == len(truth(sim, "Tickets"))
+    mirror_rows = sum(len(ids) for ids in mirrored.values())
+    state_rows = sum(state.values())  # the connection row included
+
+    purged = await op("connections", "remove", "acme", "--purge", **kafka)
+    assert purged.code == 0, purged.output
+    assert "purging connection 'acme': disabled now" in purged.out
+    assert (
+        f"  autotask.tickets: {tickets} row(s) deleted, {tickets} tombstone(s) on "
+        f"{topics.prefix}.tickets.v1\n"
+    ) in purged.out
+    assert "  sync_runs: " in purged.out
+    assert (
+        f"purged connection 'acme': {mirror_rows:,} mirror and {state_rows:,} state rows "
+        f"deleted, {mirror_rows:,} tombstones published"
+    ) in purged.out
+    db = await connect(migrated_database)
+    try:
+        assert {table: n for table, n in (await rows_by_table(db, "acme")).items() if n} == {}
+        assert await rows_by_table(db, "other") == other
+    finally:
+        await db.close()
+    assert await purged_ids(kafka_bootstrap, topics, "acme") == mirrored
+    rerun = await op("connections", "remove", "acme", "--purge", **kafka)
+    assert rerun.code == 0, rerun.output
+    assert "nothing left of connection 'acme' to purge: 0 rows deleted, 0 tombstones" in rerun.out
+
+    # A plain remove says what it leaves; the purge of that data works without the row.
+    removed = await op("connections", "remove", "other")
+    assert removed.code == 0, removed.output
+    assert "removed connection 'other'" in removed.out
+    assert f"its data stays: {mirror_rows:,} mirror rows (autotask.tickets {tickets}" in removed.out
+    other_state = sum(n for table, n in other.items() if not table.startswith("autotask."))
+    assert f"and {other_state - 1:,} state rows (api_budget 1," in removed.out  # its row went
+    assert "`autotask-sync connections remove other --purge`" in removed.out
+    again = await op("connections", "remove", "other")
+    assert again.code == 2
+    assert "no stored connection 'other', but its data is still here" in again.err
+    leftovers = await op("connections", "remove", "other", "--purge", **kafka)
+    assert leftovers.code == 0, leftovers.output
+    assert "connection 'other' was removed already; purging the data it left" in leftovers.out
+    db = await connect(migrated_database)
+    try:
+        assert {table: n for table, n in (await rows_by_table(db, "other")).items() if n} == {}
+    finally:
+        await db.close()
+    assert await purged_ids(kafka_bootstrap, topics, "other") == mirrored
+    await op.assert_nothing_leaked()
+
+
 async def test_edit_tests_new_credentials_before_saving(migrated_database, sim):
     op = Operator(migrated_database, sim)
     assert (await op.add("acme")).code == 0
@@ -248,7 +370,11 @@ async def test_edit_tests_new_credentials_before_saving(migrated_database, sim):
         "connections", "edit", "acme", "--new-secret", "--stdin", stdin="wrong-secret-999\n"
     )
     assert bad.code == 1
-    assert "not saved" in bad.err
+    assert (
+        "fix:   store them with `autotask-sync connections edit acme --username USER "
+        "--new-secret --new-integration-code`"
+    ) in bad.err
+    assert "not saved: the connection test failed; pass --force to save it anyway" in bad.err
     assert (await op("connections", "test", "acme")).code == 0  # still the good secret
 
     nothing = await op("connections", "edit", "acme")

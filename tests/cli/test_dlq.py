@@ -1,4 +1,5 @@
-"""``autotask-sync dlq list|replay``: see what failed and why, put it back after a fix."""
+"""``autotask-sync dlq list|replay``: see what failed and why, put it back after a fix, once;
+not while the cause looks unfixed."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 
+from shared.connections import store as rows
+from shared.db import connect
 from shared.entities import TICKETS
 from shared.kafka import OutgoingMessage, make_producer, produce_many
 from shared.messages.callout import callout_headers, callout_key, header_map
 from shared.messages.deadletter import HEADER_ERROR_CLASS, dead_letter_headers
+from shared.messages.topics import Topics
+from shared.secrets import SecretBox
 from tests.helpers.pipeline import callout_body, create_topics, read_topic
 from tests.helpers.processes import run_cli
 
@@ -49,7 +55,35 @@ async def _dead_letters(bootstrap: str, topics, rows: list[tuple[str, int, datet
         await producer.stop()
 
 
-async def test_list_filters_and_replay_restores_the_original_messages(kafka_bootstrap, unique):
+async def _add_connection(dsn: str, name: str) -> None:
+    db = await connect(dsn)
+    try:
+        await rows.insert(
+            db,
+            rows.NewConnection(
+                name=name,
+                username=f"api@{name}.example",
+                secret=SecretStr("secret-value-1"),
+                integration_code=SecretStr("CODE0123456789"),
+            ),
+            SecretBox([SecretBox.generate_key()]),
+        )
+    finally:
+        await db.close()
+
+
+def _env(dsn: str, bootstrap: str, topics: Topics) -> dict[str, str]:
+    return {
+        "DATABASE_URL": dsn,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "AUTOTASK_SYNC_TOPIC_PREFIX": topics.prefix,
+    }
+
+
+async def test_list_filters_and_replay_restores_the_original_messages(
+    migrated_database, kafka_bootstrap, unique
+):
+    await _add_connection(migrated_database, "acme")
     topics = await create_topics(kafka_bootstrap, f"d{unique}", partitions=1)
     now = datetime.now(UTC)
     await _dead_letters(
@@ -57,7 +91,7 @@ async def test_list_filters_and_replay_restores_the_original_messages(kafka_boot
         topics,
         [("acme", 1, now - timedelta(hours=5)), ("acme", 2, now), ("globex", 3, now)],
     )
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "AUTOTASK_SYNC_TOPIC_PREFIX": topics.prefix}
+    env = _env(migrated_database, kafka_bootstrap, topics)
 
     listed = await run_cli("dlq", "list", "--json", env=env)
     assert listed.code == 0, listed.output
@@ -66,13 +100,19 @@ async def test_list_filters_and_replay_restores_the_original_messages(kafka_boot
         ("acme", "acme:Ticket:1"), ("acme", "acme:Ticket:2"), ("globex", "globex:Ticket:3"),
     ]  # fmt: skip
     assert letters[0]["error_class"] == "PermissionDeniedError"
+    assert [x["replayed_at"] for x in letters] == [None, None, None]
     assert "Update" not in listed.out  # bodies are never printed
 
     recent = await run_cli("dlq", "list", "--connection", "acme", "--since", "1h", env=env)
     assert recent.code == 0, recent.output
-    assert "acme:Ticket:2" in recent.out
-    assert "acme:Ticket:1" not in recent.out
-    assert "1 dead letter(s)" in recent.out
+    header, row, message, summary = recent.out.splitlines()
+    assert header.split() == [
+        "PARTITION:OFFSET", "CONNECTION", "KEY", "ERROR", "ATTEMPTS", "FIRST", "FAILED", "REPLAYED"
+    ]  # fmt: skip
+    assert row.split()[:5] == ["0:1", "acme", "acme:Ticket:2", "PermissionDeniedError", "3"]
+    assert row.endswith(" no")
+    assert message.strip().startswith("Tickets: the API user's security level lacks")
+    assert summary.startswith("1 dead letter(s): 1 pending, 0 replayed (PARTITION:OFFSET is ")
 
     replayed = await run_cli("dlq", "replay", "--connection", "acme", env=env)
     assert replayed.code == 0, replayed.output
@@ -85,6 +125,46 @@ async def test_list_filters_and_replay_restores_the_original_messages(kafka_boot
         headers = header_map(message.headers)
         assert HEADER_ERROR_CLASS not in headers  # clean again: the worker sees a callout
         assert headers["connection"] == "acme"
+
+    # The replayed letters stay on their topic, marked; pending are the others.
+    pending = await run_cli("dlq", "list", "--pending", "--json", env=env)
+    assert [json.loads(line)["key"] for line in pending.out.splitlines()] == ["globex:Ticket:3"]
+    again = await run_cli("dlq", "replay", "--connection", "acme", env=env)
+    assert again.code == 0, again.output
+    assert again.out.strip() == "nothing to replay (2 already replayed left out)"
+
+
+async def test_a_replay_is_refused_while_the_cause_looks_unfixed(
+    migrated_database, kafka_bootstrap, unique
+):
+    await _add_connection(migrated_database, "acme")
+    topics = await create_topics(kafka_bootstrap, f"d{unique}", partitions=1)
+    now = datetime.now(UTC)
+    await _dead_letters(kafka_bootstrap, topics, [("acme", 1, now), ("globex", 2, now)])
+    env = _env(migrated_database, kafka_bootstrap, topics)
+    first = await run_cli("dlq", "replay", "--connection", "acme", env=env)
+    assert first.code == 0, first.output
+
+    # The worker dead-letters it again for the same reason: the permission is still missing.
+    # And globex is not configured (removed): its callouts would only fail again too.
+    await _dead_letters(kafka_bootstrap, topics, [("acme", 1, datetime.now(UTC))])
+    refused = await run_cli("dlq", "replay", env=env)
+    assert refused.code == 1, refused.output
+    assert refused.out == ""
+    assert "warning: acme: 1 PermissionDeniedError dead letter(s) arrived after the last " in (
+        refused.err
+    )
+    assert "warning: globex is not a configured connection" in refused.err
+    assert "nothing replayed: the cause looks unfixed" in refused.err
+    dry = await run_cli("dlq", "replay", "--dry-run", env=env)
+    assert dry.code == 0, dry.output
+    assert "would replay 2 dead letter(s) (1 already replayed left out)" in dry.out
+    assert "warning: acme: 1 PermissionDeniedError" in dry.err
+
+    forced = await run_cli("dlq", "replay", "--force", env=env)
+    assert forced.code == 0, forced.output
+    assert "replayed 2 dead letter(s)" in forced.out
+    assert len(await read_topic(kafka_bootstrap, topics.callouts)) == 3
 
 
 async def test_a_malformed_since_names_what_to_give(kafka_bootstrap, unique):

@@ -6,18 +6,24 @@ import json
 
 import asyncpg
 import pytest
+import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.db import discover
 from tests.helpers.processes import run_cli
+from tools.dev_infra.kustomize import TOPICS_FILE
 
 pytestmark = pytest.mark.integration
 
 
 async def test_migrate_applies_once_then_reports_up_to_date(fresh_database: str) -> None:
-    first = await run_cli("migrate", env={"DATABASE_URL": fresh_database})
+    # The services' level in the environment (a shared ConfigMap) does not reach a command:
+    # it logs at WARNING on stderr unless -v, and its stdout holds only its answer.
+    env = {"DATABASE_URL": fresh_database, "AUTOTASK_SYNC_LOG_LEVEL": "INFO"}
+    first = await run_cli("migrate", env=env)
     assert first.code == 0, first.err
-    assert f"applied {len(discover())} migration(s)" in first.out
+    assert first.out == f"applied {len(discover())} migration(s)\n"
+    assert "applied migration" not in first.err
     again = await run_cli("migrate", env={"DATABASE_URL": fresh_database})
     assert (again.code, again.out.strip()) == (0, "database is up to date")
     conn = await asyncpg.connect(fresh_database)
@@ -38,7 +44,7 @@ async def test_migrate_against_unreachable_database_fails_without_the_password()
 
 async def test_topics_ensure_creates_what_list_declares(kafka_bootstrap: str, unique: str) -> None:
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "AUTOTASK_SYNC_TOPIC_PREFIX": f"c{unique}"}
-    listed = await run_cli("topics", "list", env=env)
+    listed = await run_cli("topics", "list", "--output", "json", env=env)
     assert listed.code == 0, listed.err
     declared = {json.loads(line)["name"] for line in listed.out.splitlines()}
     assert f"c{unique}.callouts.v1" in declared
@@ -57,3 +63,20 @@ async def test_topics_ensure_creates_what_list_declares(kafka_bootstrap: str, un
     finally:
         await admin.close()
     assert declared <= existing
+
+
+async def test_topics_list_prints_a_table_or_the_kafkatopic_resources_deploy_declares() -> None:
+    table = await run_cli("topics", "list")
+    assert table.code == 0, table.err
+    header, *rows = table.out.splitlines()
+    assert header.split() == ["TOPIC", "PARTITIONS", "CONFIG"]
+    tickets = next(row.split(maxsplit=2) for row in rows if row.startswith("autotask.tickets.v1"))
+    assert tickets[1] == "12"
+    assert "cleanup.policy=compact" in tickets[2]
+
+    strimzi = await run_cli("topics", "list", "--output", "kafkatopic", "--replication-factor", "2")
+    assert strimzi.code == 0, strimzi.err
+    resources = list(yaml.safe_load_all(strimzi.out))
+    assert {r["spec"].pop("replicas") for r in resources} == {2}
+    # What deploy/k8s/kafka-topics declares (the overlays add the replicas).
+    assert resources == list(yaml.safe_load_all(TOPICS_FILE.read_text()))

@@ -121,14 +121,24 @@ async def _mirrored(operator: Operator) -> list[dict[str, object]]:
 async def test_quick_sync_twice_runs_once_and_metadata_refreshes(
     sim: Simulator, operator: Operator
 ) -> None:
-    first = await run_cli("sweep", "--entity", "Companies", env=operator.env)
+    # The services' INFO in the environment does not reach a command: its stdout is its answer,
+    # and it logs at WARNING on stderr unless -v.
+    first = await run_cli(
+        "sweep", "--entity", "Companies", env={**operator.env, "AUTOTASK_SYNC_LOG_LEVEL": "INFO"}
+    )
     assert first.code == 0, first.output
-    assert "incremental of Companies for 'acme': succeeded" in first.out
+    [line] = first.out.splitlines()
+    assert line.startswith("incremental of Companies for 'acme': succeeded")
+    assert "0 out of scope" in line
+    assert "run started" not in first.err
     second = await run_cli("sweep", "--entity", "Companies", env=operator.env)
     assert second.code == 0, second.output
     assert "skipped: the same incremental of Companies" in second.out
-    metadata = await run_cli("refresh-metadata", env=operator.env)
+    metadata = await run_cli("refresh-metadata", "-v", env=operator.env)
     assert metadata.code == 0, metadata.output
+    assert metadata.out.startswith("metadata for 'acme': succeeded")
+    assert "run started" in metadata.err
+    assert "run started" not in metadata.out
     labels = await operator.sql(
         "SELECT label FROM psa_picklists WHERE entity = 'Companies' AND field = 'companyType' "
         "AND value = '1'"
@@ -155,3 +165,5 @@ async def test_resync_and_a_refused_mass_delete_say_what_happened(
     missing = await run_cli("resync", env=operator.env)
     assert missing.code == 2
     assert "--entity" in missing.err
+    usage = await run_cli("resync", "--help")
+    assert "(repeatable; required)" in " ".join(usage.out.split())  # as the command behaves

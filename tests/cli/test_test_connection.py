@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from shared.db import connect
 from shared.entities import synced_entities
 from shared.scope.rules import SyncScope
 from shared.secrets import SecretBox
@@ -250,14 +251,35 @@ async def test_unknown_user_and_missing_config(sim: Simulator):
     assert "AUTOTASK_SYNC_AUTOTASK_INTEGRATION_CODE" in out
 
 
-async def test_unreachable_zone_lookup_points_at_the_network(sim: Simulator):
+UNREACHABLE = "http://127.0.0.1:1/atservicesrest"
+"""A URL nothing answers at (the connection is refused)."""
+
+
+async def test_unreachable_zone_lookup_names_its_host_and_how_to_skip_it(sim: Simulator):
     code, out = await connection_test(
-        sim, AUTOTASK_SYNC_AUTOTASK_ZONE_LOOKUP_URL="http://127.0.0.1:1/atservicesrest"
+        sim, "--timeout", "1", AUTOTASK_SYNC_AUTOTASK_ZONE_LOOKUP_URL=UNREACHABLE
     )
     assert code == 1, out
-    assert "FAILED at zone discovery" in out
+    assert "FAILED at reaching the zone lookup host 127.0.0.1" in out
     assert "could not reach" in out
-    assert "fix:   check network access" in out
+    assert (
+        "fix:   check that this machine reaches 127.0.0.1 (DNS, proxy, firewall, TLS "
+        f"certificates) and that {UNREACHABLE} is Autotask's zone lookup "
+        "(AUTOTASK_SYNC_AUTOTASK_ZONE_LOOKUP_URL), or give the tenant's REST URL to skip "
+        "discovery (AUTOTASK_SYNC_AUTOTASK_ZONE_URL)"
+    ) in out
+
+
+async def test_an_unreachable_zone_url_is_not_an_authentication_failure(sim: Simulator):
+    code, out = await connection_test(sim, "--timeout", "1", "--zone-url", UNREACHABLE)
+    assert code == 1, out
+    assert "FAILED at reaching the zone host 127.0.0.1" in out
+    assert "authentication" not in out
+    assert (
+        f"fix:   check that this machine reaches 127.0.0.1 (DNS, proxy, firewall, TLS "
+        f"certificates) and that {UNREACHABLE} is the tenant's REST URL "
+        "(AUTOTASK_SYNC_AUTOTASK_ZONE_URL)"
+    ) in out
 
 
 # --- stored connections: `connections test NAME` and `test-connection --connection NAME` --------
@@ -283,6 +305,50 @@ async def test_a_stored_connection_whose_user_cannot_read_contacts_or_notes_fail
         assert "FAILED at permissions" in result.out
         assert missing_read_line("Contacts", "section CRM, object Contacts") in result.out
         assert missing_read_line("TicketNotes", "section Service Desk") in result.out
+
+
+@pytest.mark.integration
+async def test_a_stored_connection_s_fix_lines_name_the_edit_command_s_options(
+    migrated_database: str, sim: Simulator
+):
+    env = await stored_acme(migrated_database, sim)
+    db = await connect(migrated_database)
+    try:
+        await db.execute("UPDATE connections SET zone_url = $1", UNREACHABLE)
+        unreachable = await run_cli("connections", "test", "acme", "--timeout", "1", env=env)
+        await db.execute("UPDATE connections SET zone_url = NULL, username = 'ghost@example.com'")
+        unknown = await run_cli("connections", "test", "acme", env=env)
+    finally:
+        await db.close()
+    assert unreachable.code == 1, unreachable.output
+    assert "FAILED at reaching the zone host 127.0.0.1" in unreachable.out
+    assert (
+        f"and that {UNREACHABLE} is the tenant's REST URL (`autotask-sync connections edit acme "
+        "--zone-url URL`)"
+    ) in unreachable.out
+    assert unknown.code == 1, unknown.output
+    assert (
+        "fix:   correct the username (`autotask-sync connections edit acme --username USER`) "
+        "or the zone lookup URL (`autotask-sync connections edit acme --zone-lookup-url URL`)"
+    ) in unknown.out
+    assert "AUTOTASK_SYNC_" not in unreachable.out + unknown.out
+
+
+@pytest.mark.integration
+async def test_test_connection_without_an_environment_connection_names_the_stored_ones(
+    migrated_database: str, sim: Simulator
+):
+    env = await stored_acme(migrated_database, sim)
+    result = await run_cli("test-connection", env=env)
+    assert result.code == 1, result.output
+    assert "FAILED at configuration" in result.out
+    assert (
+        "cause: no connection is configured in the environment (AUTOTASK_SYNC_AUTOTASK_USERNAME "
+        "is not set); this deployment's 1 connection(s) are stored: acme"
+    ) in result.out
+    assert (
+        "fix:   test a stored connection by its name: `autotask-sync connections test acme`"
+    ) in result.out
 
 
 @pytest.mark.integration

@@ -379,7 +379,7 @@ async def test_three_worker_replicas_their_sweeps_and_a_provisioner_apply_share_
             "AUTOTASK_SYNC_WINDOW_LOW": "10ms",
             "AUTOTASK_SYNC_MAX_IDS_PER_FETCH": "2",  # many small fetch units: many calls at once
             # The first load is a backfill; after it, incremental sweeps run all the time.
-            "AUTOTASK_SYNC_SWEEP_INTERVAL": "1s",
+            "AUTOTASK_SYNC_SWEEP_INTERVAL": "5s",  # the shortest allowed
             "AUTOTASK_SYNC_SWEEP_CHECK_INTERVAL": "200ms",
         }
         workers = [

@@ -173,4 +173,4 @@ async def test_a_service_gives_up_on_kafka_after_the_startup_wait(
     output = process.log()
     assert code == 1, output
     assert '"dependency":"Kafka"' in output
-    assert "Unable to bootstrap" in output
+    assert f"could not reach Kafka at {env['KAFKA_BOOTSTRAP_SERVERS']}" in output

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 import structlog
 from pydantic import SecretStr
+from tqdm import tqdm
 
-from shared.logging import configure_logging, get_logger, register_secret
+from shared.logging import configure_logging, get_logger, lines_written_by, register_secret
 
 
 def _lines(buffer: io.StringIO) -> list[dict[str, object]]:
@@ -186,3 +188,25 @@ def test_the_burst_filter_counts_per_logger_and_event() -> None:
     passed = record("a", "x")
     assert burst.filter(passed)
     assert passed.__dict__["suppressed"] == 2
+
+
+def test_while_a_progress_bar_is_shown_log_lines_go_above_it_whole_and_redacted() -> None:
+    terminal = io.StringIO()
+    configure_logging("WARNING", "json", stream=terminal)
+    register_secret("bar-secret-0123456789")
+    log = get_logger("test")
+    bar = tqdm(total=100, desc="backfill Tickets", unit=" rows", file=terminal)
+    with lines_written_by(lambda line: tqdm.write(line, file=terminal)):
+        bar.update(10)
+        log.warning("budget low", note="bar-secret-0123456789")
+        bar.update(10)
+    bar.close()
+    log.warning("after the bar")
+
+    text = terminal.getvalue()
+    assert "bar-secret-0123456789" not in text
+    # A line written into the bar would share its terminal line (after its last \r).
+    pieces = [piece for piece in re.split(r"[\r\n]", text) if piece.strip()]
+    events = [json.loads(p)["event"] for p in pieces if p.startswith("{")]
+    assert events == ["budget low", "after the bar"]
+    assert all(p.startswith(("{", "backfill Tickets")) for p in pieces)

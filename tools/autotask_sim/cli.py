@@ -1,6 +1,8 @@
 """``python -m tools simulator``: run a simulated Autotask tenant until Ctrl-C / SIGTERM.
 
-Prints the URLs and credentials to configure a client with, then serves. Any setting of
+Prints the URLs and credentials to configure a client with, and the ``autotask-sync`` settings
+that point at it (the zone lookup URL first: without it zone discovery asks the real Autotask),
+then serves. Any setting of
 :class:`SimulatorConfig` can come from a JSON file (``--config``), durations as numbers of seconds
 or strings with a unit (``"250ms"``, ``"2m"``); flags override it.
 """
@@ -11,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -84,7 +87,21 @@ def describe(sim: Simulator) -> str:
         ("tenant", counts),
     ]
     lines = [f"  {label:<19} {value}" for label, value in rows]
-    return "\n".join(["Autotask simulator running", *lines, "Press Ctrl-C to stop."])
+    # What autotask-sync needs to find the simulated tenant: zone discovery asks here.
+    settings = {
+        "ZONE_LOOKUP_URL": sim.zone_lookup_url,
+        "USERNAME": sim.username,
+        "SECRET": sim.secret,
+        "INTEGRATION_CODE": sim.integration_code,
+    }
+    use = [
+        "Point autotask-sync at it (zone discovery asks the simulator):",
+        *(f"  AUTOTASK_SYNC_AUTOTASK_{name}={shlex.quote(v)}" for name, v in settings.items()),
+        "or store it as a connection (asks for the secret and the integration code):",
+        f"  autotask-sync connections add NAME --username {shlex.quote(sim.username)} "
+        f"--zone-lookup-url {shlex.quote(sim.zone_lookup_url)}",
+    ]
+    return "\n".join(["Autotask simulator running", *lines, *use, "Press Ctrl-C to stop."])
 
 
 async def serve(

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
+import struct
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from shared.errors import InfrastructureError
 from tools.dev_infra.certificates import Authority, KeyPair, authority
 from tools.dev_infra.launch import ServerProcess, launch, run_checked
 from tools.dev_infra.maven import cache_root, copy_dependencies, dependency, pom
-from tools.dev_infra.processes import free_port, require_tool
+from tools.dev_infra.processes import free_port, replies_to, require_free_ports, require_tool
 
 KAFKA_VERSION = "4.2.1"
 SCALA_VERSION = "2.13.17"
@@ -240,9 +242,11 @@ def _server_properties(
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
+def _ports(wanted: int | None) -> list[int]:
+    """The broker's ports: ``wanted`` (or a free one) for clients, then free ones for the
+    controller, the SASL_SSL and the SSL listeners."""
+    ports = [wanted] if wanted else []
+    while len(ports) < 4:
         port = free_port()
         if port not in ports:
             ports.append(port)
@@ -256,17 +260,18 @@ def start_kafka(
     timeout: float = 90.0,
     heap: str = "1g",
     secured: bool = False,
+    port: int | None = None,
 ) -> KafkaProcess:
     """Format storage and start one KRaft node on 127.0.0.1 free ports; wait until it serves.
 
     ``owned_by_caller``: see :func:`tools.dev_infra.launch.launch`. ``secured``: also serve the
     SASL_SSL and SSL listeners (:class:`SecuredListeners`, certificates and credentials made
-    here, under ``data_dir``).
+    here, under ``data_dir``). ``port``: serve clients there (a stack keeping its address)
+    rather than on a free port.
     """
     java = require_tool("java", [], INSTALL_JAVA)
     jar_dir = resolve_jars()
-    classpath = f"{jar_dir}/*"
-    port, controller_port, sasl_ssl_port, ssl_port = _free_ports(4)
+    port, controller_port, sasl_ssl_port, ssl_port = _ports(port)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir = data_dir / "log"
     listeners: SecuredListeners | None = None
@@ -286,16 +291,14 @@ def start_kafka(
     props = data_dir / "server.properties"
     props.write_text(_server_properties(port, controller_port, log_dir, listeners))
     props.chmod(0o600)  # it holds the server key and the PLAIN passwords
-    log4j = data_dir / "log4j2.properties"
-    log4j.write_text(_LOG4J2)
-    common = [f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    (data_dir / "log4j2.properties").write_text(_LOG4J2)
 
     run_checked(
         [
             str(java),
             "-Xmx256m",
             "-XX:TieredStopAtLevel=1",
-            *common,
+            *_java_arguments(data_dir, jar_dir),
             "kafka.tools.StorageTool",
             "format",
             "-t",
@@ -308,21 +311,109 @@ def start_kafka(
         "formatting Kafka storage",
         timeout=120,
     )
-    bootstrap_servers = f"127.0.0.1:{port}"
-    process = launch(
-        jvm_command(java, heap=("256m", heap), args=[*common, "kafka.Kafka", str(props)]),
-        what="Kafka broker",
-        port=port,
-        data_dir=data_dir,
+    process = _serve(
+        java,
+        jar_dir,
+        data_dir,
+        _listeners(props),
         log_file=data_dir / "broker.log",
+        owned_by_caller=owned_by_caller,
+        timeout=timeout,
+        heap=heap,
+    )
+    return KafkaProcess(
+        process, port, data_dir, data_dir / "broker.log", controller_port, listeners
+    )
+
+
+def restart_kafka(
+    data_dir: Path, *, owned_by_caller: bool, timeout: float = 90.0, heap: str = "1g"
+) -> KafkaProcess:
+    """Start the broker :func:`start_kafka` made in ``data_dir`` again, after it stopped or
+    crashed, on the ports its ``server.properties`` names.
+
+    Its storage is not formatted again: formatting gives a new cluster id, and the broker would
+    refuse the log dir (or, emptied, lose every topic). The returned process carries no
+    :class:`SecuredListeners` details (a secured broker still serves those listeners).
+    """
+    if not (data_dir / "log" / "meta.properties").exists():
+        raise InfrastructureError(
+            f"there is no formatted Kafka storage in {data_dir / 'log'} to start again"
+        )
+    listeners = _listeners(data_dir / "server.properties")
+    log_file = data_dir / "broker-restart.log"
+    process = _serve(
+        require_tool("java", [], INSTALL_JAVA),
+        resolve_jars(),
+        data_dir,
+        listeners,
+        log_file=log_file,
+        owned_by_caller=owned_by_caller,
+        timeout=timeout,
+        heap=heap,
+    )
+    return KafkaProcess(
+        process, listeners["PLAINTEXT"], data_dir, log_file, listeners["CONTROLLER"]
+    )
+
+
+def _listeners(props: Path) -> dict[str, int]:
+    """Listener name -> port, from the ``listeners`` line of a broker's server.properties."""
+    for line in props.read_text().splitlines():
+        if line.startswith("listeners="):
+            items = line.removeprefix("listeners=").split(",")
+            return {
+                name: int(address.rsplit(":", 1)[1])
+                for name, _, address in (item.partition("://") for item in items)
+            }
+    raise InfrastructureError(f"{props} names no listeners")
+
+
+def _java_arguments(data_dir: Path, jar_dir: Path) -> list[str]:
+    """The logging configuration and class path every JVM run on ``data_dir`` gets."""
+    return [f"-Dlog4j2.configurationFile={data_dir / 'log4j2.properties'}", "-cp", f"{jar_dir}/*"]
+
+
+def _serve(
+    java: Path,
+    jar_dir: Path,
+    data_dir: Path,
+    listeners: Mapping[str, int],
+    *,
+    log_file: Path,
+    owned_by_caller: bool,
+    timeout: float,
+    heap: str,
+) -> subprocess.Popen[bytes]:
+    """Run the broker configured in ``data_dir`` and wait until it serves its clients; each of
+    its ``listeners`` ports must be free (the error names who holds one that is not)."""
+    require_free_ports(listeners.values(), "Kafka")
+    bootstrap_servers = f"127.0.0.1:{listeners['PLAINTEXT']}"
+    args = [*_java_arguments(data_dir, jar_dir), "kafka.Kafka", str(data_dir / "server.properties")]
+    return launch(
+        jvm_command(java, heap=("256m", heap), args=args),
+        what="Kafka broker",
+        port=listeners["PLAINTEXT"],
+        data_dir=data_dir,
+        log_file=log_file,
         owned_by_caller=owned_by_caller,
         timeout=timeout,
         # The port opens slightly before the broker serves: wait for a real admin round trip.
         ready=lambda: asyncio.run(wait_for_metadata(bootstrap_servers, deadline=timeout)),
     )
-    return KafkaProcess(
-        process, port, data_dir, data_dir / "broker.log", controller_port, listeners
-    )
+
+
+def _api_versions_request() -> bytes:
+    """Kafka's ApiVersions request (version 0, which every broker answers, if only to list the
+    versions it supports): the cheapest request there is."""
+    client_id = b"dev-infra"
+    header = struct.pack("!hhih", 18, 0, 1, len(client_id)) + client_id
+    return struct.pack("!i", len(header)) + header
+
+
+def answers(host: str, port: int) -> bool:
+    """Whether a Kafka broker on ``host:port`` answers now (not merely holds its port)."""
+    return replies_to(host, port, _api_versions_request())
 
 
 async def wait_for_metadata(bootstrap_servers: str, *, deadline: float) -> None:

@@ -213,24 +213,7 @@ def kafka_topics_yaml() -> str:
     partitions; the replication factor is left to the overlays)."""
     from shared.messages.topics import Topics
 
-    documents = []
-    for spec in Topics().declarations():
-        documents.append(
-            {
-                "apiVersion": "kafka.strimzi.io/v1beta2",
-                "kind": "KafkaTopic",
-                "metadata": {
-                    # Resource names are DNS subdomains; the topic's own name goes in topicName.
-                    "name": re.sub(r"[^a-z0-9-]", "-", spec.name.lower()),
-                    "labels": {"strimzi.io/cluster": "kafka"},
-                },
-                "spec": {
-                    "topicName": spec.name,
-                    "partitions": spec.partitions,
-                    "config": dict(spec.config),
-                },
-            }
-        )
+    documents = [spec.kafka_topic(cluster="kafka") for spec in Topics().declarations()]
     body = yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False)
     return _TOPICS_HEADER + body
 

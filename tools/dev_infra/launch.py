@@ -18,6 +18,10 @@ from shared.errors import InfrastructureError
 from tools.dev_infra import watchdog
 from tools.dev_infra.processes import port_open, wait_until
 
+# Servers started to outlive this process (the CLI's stack): their Popen objects are kept for the
+# life of the interpreter so they are not reported as leaked when collected.
+_detached: list[subprocess.Popen[bytes]] = []
+
 
 @dataclass(frozen=True)
 class ServerProcess:
@@ -71,6 +75,8 @@ def launch(
         )
     if owned_by_caller:
         watchdog.spawn(os.getpid(), process.pid, data_dir)
+    else:
+        _detached.append(process)
     try:
         wait_until(
             lambda: port_open(port), timeout=timeout, what=what, process=process, log_file=log_file

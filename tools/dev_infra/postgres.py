@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import struct
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,13 @@ from typing import Any
 from shared.errors import InfrastructureError
 from tools.dev_infra.certificates import Authority, KeyPair, authority
 from tools.dev_infra.launch import ServerProcess, launch, run_checked
-from tools.dev_infra.processes import free_port, require_tool
+from tools.dev_infra.processes import (
+    free_port,
+    replies_to,
+    require_free_ports,
+    require_tool,
+    wait_until,
+)
 
 DATABASE = "autotask_sync"
 SUPERUSER = "postgres"
@@ -36,6 +44,16 @@ _INSTALL_POSTGRES = (
     "(binaries land in /usr/lib/postgresql/<version>/bin), or set DATABASE_URL to an existing "
     "database"
 )
+
+
+_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+"""A client's first packet asking for TLS: a server answers it with one byte (``S`` or ``N``)
+before any authentication."""
+
+
+def answers(host: str, port: int) -> bool:
+    """Whether a PostgreSQL server on ``host:port`` answers now (not merely holds its port)."""
+    return replies_to(host, port, _SSL_REQUEST)
 
 
 def _binary_dirs() -> list[Path]:
@@ -120,10 +138,12 @@ def start_postgres(
     timeout: float = 60.0,
     tls: bool = False,
     tls_only: bool = False,
+    port: int | None = None,
 ) -> PostgresProcess:
     """Create and start a cluster under ``data_root``; returns once it accepts connections.
 
-    ``tls``: serve TLS too (:class:`ServerTls`); ``tls_only``: serve TLS and nothing else."""
+    ``tls``: serve TLS too (:class:`ServerTls`); ``tls_only``: serve TLS and nothing else.
+    ``port``: listen there (a stack keeping its address) rather than on a free port."""
     dirs = _binary_dirs()
     initdb = require_tool("initdb", dirs, _INSTALL_POSTGRES)
     as_server_user = _server_user()
@@ -142,8 +162,8 @@ def start_postgres(
     server_tls = None
     if tls or tls_only:
         server_tls = _configure_tls(data_root, only=tls_only, owner_uid=as_server_user.get("user"))
-    return _serve(data_root, free_port(), owned_by_caller=owned_by_caller, timeout=timeout,
-                  create_database=True, tls=server_tls)  # fmt: skip
+    return _serve(data_root, port or free_port(), owned_by_caller=owned_by_caller,
+                  timeout=timeout, create_database=True, tls=server_tls)  # fmt: skip
 
 
 def _configure_tls(data_root: Path, *, only: bool, owner_uid: int | None) -> ServerTls:
@@ -178,8 +198,24 @@ def restart_postgres(
     stopped: PostgresProcess, *, owned_by_caller: bool, timeout: float = 60.0
 ) -> PostgresProcess:
     """Start a stopped cluster again on the same port with the same data (fault tests)."""
-    return _serve(stopped.data_dir, stopped.port, owned_by_caller=owned_by_caller,
-                  timeout=timeout, create_database=False, tls=stopped.tls)  # fmt: skip
+    return restart_cluster(stopped.data_dir, stopped.port, owned_by_caller=owned_by_caller,
+                           timeout=timeout, tls=stopped.tls)  # fmt: skip
+
+
+def restart_cluster(
+    data_root: Path,
+    port: int,
+    *,
+    owned_by_caller: bool,
+    timeout: float = 60.0,
+    tls: ServerTls | None = None,
+) -> PostgresProcess:
+    """Start the cluster :func:`start_postgres` made under ``data_root`` again on ``port``, after
+    it stopped or crashed. PostgreSQL replays its write-ahead log, so committed rows are kept,
+    all but the last fraction of a second's after a crash (commits do not wait for the log
+    here). Its settings, TLS included, are in its own files; ``tls`` describes them to callers."""
+    return _serve(data_root, port, owned_by_caller=owned_by_caller, timeout=timeout,
+                  create_database=False, tls=tls)  # fmt: skip
 
 
 def _serve(
@@ -191,19 +227,25 @@ def _serve(
     create_database: bool,
     tls: ServerTls | None = None,
 ) -> PostgresProcess:
+    require_free_ports([port], "PostgreSQL")
     dirs = _binary_dirs()
     initdb = require_tool("initdb", dirs, _INSTALL_POSTGRES)
     postgres = require_tool("postgres", [initdb.parent, *dirs], _INSTALL_POSTGRES)
     createdb = require_tool("createdb", [initdb.parent, *dirs], _INSTALL_POSTGRES)
     psql = require_tool("psql", [initdb.parent, *dirs], _INSTALL_POSTGRES)
     settings = {**_SETTINGS, "unix_socket_directories": str(data_root)}
-    check = (
-        [str(createdb), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, DATABASE]
-        if create_database
-        else [str(psql), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, "-d", DATABASE,
-              "-c", "SELECT 1"]
-    )  # fmt: skip
     log_file = data_root / ("postgres.log" if create_database else "postgres-restart.log")
+    address = ["-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER]
+
+    def ready() -> None:
+        # The port opens before the server takes sessions: on a busy machine, and after a crash
+        # (it replays its log first), "the database system is starting up" for a while.
+        query = [str(psql), *address, "-d", "postgres", "-c", "SELECT 1"]
+        wait_until(lambda: _succeeds(query), timeout=timeout, what="PostgreSQL taking sessions",
+                   log_file=log_file)  # fmt: skip
+        if create_database:
+            run_checked([str(createdb), *address, DATABASE], "createdb", env=_env(), timeout=60)
+
     process = launch(
         [str(postgres), "-D", str(data_root / "pgdata"), "-p", str(port),
          *(arg for key, value in settings.items() for arg in ("-c", f"{key}={value}"))],
@@ -213,13 +255,16 @@ def _serve(
         log_file=log_file,
         owned_by_caller=owned_by_caller,
         timeout=timeout,
-        ready=lambda: run_checked(check, "createdb" if create_database else "psql",
-                                  env=_env(), timeout=60),
+        ready=ready,
         env=_env(),
         cwd=data_root,
         **_server_user(),
     )  # fmt: skip
     return PostgresProcess(process, port, data_root, log_file, tls)
+
+
+def _succeeds(command: list[str]) -> bool:
+    return subprocess.run(command, capture_output=True, env=_env(), timeout=60).returncode == 0
 
 
 def _env() -> dict[str, str]:

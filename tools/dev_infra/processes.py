@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from shared.errors import InfrastructureError, MissingToolError
@@ -26,6 +26,84 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def replies_to(host: str, port: int, request: bytes, *, timeout: float = 3.0) -> bool:
+    """Whether the server on ``host:port`` replies to ``request`` within ``timeout``. An open
+    port is not enough: the kernel completes connections for a hung or stopped process too."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(request)
+            return bool(sock.recv(1))
+    except OSError:
+        return False
+
+
+def require_free_ports(ports: Iterable[int], what: str) -> None:
+    """Raise, naming the process that holds it, when one of ``ports`` cannot be listened on.
+
+    A server keeping its address across a restart must not land elsewhere or fail with a bare
+    "address in use" in its log: the person needs to know which program took the port."""
+    for port in ports:
+        holder = port_taken_by(port)
+        if holder is not None:
+            raise InfrastructureError(
+                f"{what} cannot listen on 127.0.0.1:{port}: the port is taken by {holder}"
+            )
+
+
+def port_taken_by(port: int) -> str | None:
+    """Who holds TCP ``port`` on 127.0.0.1, for a message (``pid 4242 (python3 -m http.server
+    5432)``), or None when a server could listen on it now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Bound as servers bind: a closed connection lingering in TIME_WAIT does not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return _holder(port)
+    return None
+
+
+def _holder(port: int) -> str:
+    inodes = _socket_inodes(port)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and inodes & _open_sockets(entry):
+            return f"pid {entry.name} ({command_line(int(entry.name))[:100]})"
+    return "a process this user cannot see"
+
+
+def _socket_inodes(port: int) -> set[str]:
+    """The inodes of the TCP sockets bound to local ``port`` (IPv4 and IPv6), from /proc/net."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                    inodes.add(fields[9])
+    return inodes
+
+
+def _open_sockets(proc: Path) -> set[str]:
+    """The socket inodes among a process's open files (empty when it is gone or not ours)."""
+    sockets: set[str] = set()
+    with contextlib.suppress(OSError):
+        for fd in (proc / "fd").iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    sockets.add(link[len("socket:[") : -1])
+    return sockets
+
+
+def command_line(pid: int) -> str:
+    """The command ``pid`` runs with its arguments, space-separated ("" when it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
 def pid_alive(pid: int) -> bool:

@@ -22,11 +22,8 @@ from pathlib import Path
 
 from shared.settings import WELL_KNOWN_NAMES, configured_value
 from tools.dev_infra import docker, kafka, postgres, watchdog
+from tools.dev_infra.launch import ServerProcess
 from tools.dev_infra.processes import peak_rss_bytes, stop_process
-
-# Servers started to outlive this process (the CLI's stack): their Popen objects are kept for the
-# life of the interpreter so they are not reported as leaked when collected.
-_detached: list[subprocess.Popen[bytes]] = []
 
 
 @dataclass(frozen=True)
@@ -67,6 +64,9 @@ class DevStack:
     postgres: bool = True
     kafka: bool = True
     processes: StackProcesses = field(default_factory=StackProcesses)
+    servers: dict[str, ServerProcess] = field(default_factory=dict)
+    """The servers started from local binaries, by name (``postgres``, ``kafka``): where each
+    listens and keeps its data, which the CLI records to start a stopped one again."""
     timings: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     _containers: docker.Containers = field(default_factory=lambda: docker.Containers([]))
@@ -121,7 +121,7 @@ class DevStack:
     def _local_postgres(self) -> str:
         server = postgres.start_postgres(self._new_data_dir("pg"), owned_by_caller=self.owned)
         self.processes.postgres_pid = server.pid
-        self._keep(server.process)
+        self._keep("postgres", server)
         self.sources["postgres"] = "local binaries"
         return server.dsn
 
@@ -131,7 +131,7 @@ class DevStack:
         self.timings["kafka_jars_seconds"] = time.monotonic() - started
         broker = kafka.start_kafka(self._new_data_dir("kafka"), owned_by_caller=self.owned)
         self.processes.kafka_pid = broker.pid
-        self._keep(broker.process)
+        self._keep("kafka", broker)
         self.sources["kafka"] = "local jars"
         return broker.bootstrap_servers
 
@@ -147,8 +147,10 @@ class DevStack:
             self._docker = docker.docker_available()
         return self._docker
 
-    def _keep(self, process: subprocess.Popen[bytes]) -> None:
-        (self.processes.handles if self.owned else _detached).append(process)
+    def _keep(self, name: str, server: ServerProcess) -> None:
+        self.servers[name] = server
+        if self.owned:  # launch() keeps a detached server's handle
+            self.processes.handles.append(server.process)
 
     def kafka_peak_rss(self) -> int | None:
         """Peak RSS of the local broker in bytes (None when Kafka is not a local process)."""
@@ -161,6 +163,7 @@ class DevStack:
         self._containers.stop()
         self._containers.started.clear()
         self.processes = StackProcesses()
+        self.servers.clear()
 
 
 def stop_processes(processes: StackProcesses) -> None:

@@ -4,6 +4,7 @@ one simulated tenant per connection."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -98,6 +99,8 @@ async def test_two_connections_side_by_side_and_tearing_one_down_leaves_the_othe
         line for line in status.out.splitlines() if line.strip().startswith("Tickets")
     ][:1]
     assert "yes" in alpha_tickets
+    # Times as every command writes them: ISO 8601 with the T and the offset.
+    assert re.search(r"last pass \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 ", status.out)
 
     torn = await op("provision", "teardown", "--connection", "alpha")
     assert torn.code == 0, torn.output

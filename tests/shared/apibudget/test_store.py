@@ -64,7 +64,9 @@ async def budget_database(database_url: str) -> AsyncIterator[str]:
 async def migrated_database(budget_database: str) -> str:
     db = await asyncpg.connect(budget_database)
     try:
-        await db.execute("TRUNCATE api_slots, api_budget, api_calls, connection_health")
+        await db.execute(
+            "TRUNCATE api_slots, api_budget, api_calls, connection_health, connections"
+        )
     finally:
         await db.close()
     return budget_database
@@ -448,6 +450,7 @@ async def test_the_catalogue_gives_every_client_the_shared_coordinator_and_the_s
 async def test_a_passing_connection_check_lifts_the_pause_for_everyone(
     coordinators: MakeCoordinator, migrated_database: str
 ):
+    await _store(migrated_database, "acme")
     async with run_simulator(SimulatorConfig(seed=3, companies=5, tickets=5)) as sim:
         process = (await coordinators(PATIENT)).bind("acme", clock=CLOCK)
         await process.lockout.record_failure(reason="HTTP 401 from ws14")
@@ -472,6 +475,48 @@ async def test_a_passing_connection_check_lifts_the_pause_for_everyone(
         assert "API share:   this deployment may use 50% of it (5000 requests per hour)" in text
         assert "lifted now that the test passed" in text
         await eventually(lambda: _admitted(process, expect=True), within=timedelta(seconds=3))
+
+
+async def test_the_check_of_a_connection_never_stored_leaves_no_budget_behind(
+    migrated_database: str,
+) -> None:
+    async def budget_rows() -> list[str]:
+        db = await asyncpg.connect(migrated_database)
+        try:
+            return [
+                f"{row['connection']}:{row['tables']}"
+                for row in await db.fetch(
+                    "SELECT connection, string_agg(t, ',' ORDER BY t) AS tables FROM ("
+                    "  SELECT connection, 'api_budget' AS t FROM api_budget"
+                    "  UNION ALL SELECT DISTINCT connection, 'api_calls' FROM api_calls) u "
+                    "GROUP BY connection ORDER BY connection"
+                )
+            ]
+        finally:
+            await db.close()
+
+    async with run_simulator(SimulatorConfig(seed=3, companies=5, tickets=5)) as sim:
+        # `connections add candidate` whose test failed, or passed before it was stored.
+        tried = await check(connection_for(sim, name="candidate"), database_url=migrated_database)
+        assert tried.ok, tried.error
+        assert await budget_rows() == []
+        await _store(migrated_database, "acme")
+        stored = await check(connection_for(sim, name="acme"), database_url=migrated_database)
+    assert stored.usage["project_requests"] == stored.usage["calls_by_this_check"] > 0
+    assert await budget_rows() == ["acme:api_budget,api_calls"]
+
+
+async def _store(dsn: str, name: str) -> None:
+    """A stored connection ``name`` (its secrets are not read here)."""
+    db = await asyncpg.connect(dsn)
+    try:
+        await db.execute(
+            "INSERT INTO connections (name, username, secret_encrypted, "
+            "integration_code_encrypted) VALUES ($1, 'u', '\\x00', '\\x00')",
+            name,
+        )
+    finally:
+        await db.close()
 
 
 async def test_the_check_without_a_database_says_the_share_use_is_unknown():

@@ -202,6 +202,44 @@ def test_verify_full_uses_the_default_root_certificate_when_it_exists(
             "AUTOTASK_SYNC_DATABASE_PASSWORD_FILE has no one to log in",
             id="password-without-user",
         ),
+        # What asyncpg fails on with an error quoting the URL, or waits for minutes.
+        pytest.param(
+            {"DATABASE_URL": "postgresql://u:kept-secret@db:54x2/sync"},
+            "DATABASE_URL has a port that is not a number between 1 and 65535",
+            id="port-not-a-number",
+        ),
+        pytest.param(
+            {"DATABASE_URL": "postgresql://u@db1:5432,db2:99999/sync"},
+            "DATABASE_URL has a port that is not a number between 1 and 65535",
+            id="port-out-of-range",
+        ),
+        pytest.param(
+            {"DATABASE_URL": "postgresql://u:kept@secret@db/sync"},
+            "DATABASE_URL has an '@' in its user or password: percent-encode special "
+            "characters of the user and password (@ as %40,",
+            id="unencoded-at",
+        ),
+        pytest.param(
+            {"DATABASE_URL": "postgresql://u:kept#secret@db/sync"},
+            "DATABASE_URL has a '#' that ends the address early: percent-encode",
+            id="unencoded-hash",
+        ),
+        pytest.param(
+            {"DATABASE_URL": "postgresql://u:kept/secret@db/sync"},
+            "DATABASE_URL has a port that is not a number between 1 and 65535 (or a user or "
+            "password with special characters: percent-encode",
+            id="unencoded-slash",
+        ),
+        pytest.param(
+            {"DATABASE_URL": "postgresql://u:kept-secret@db internal/sync"},
+            "DATABASE_URL names a host that is not a host name or address",
+            id="host-with-space",
+        ),
+        pytest.param(
+            {"DATABASE_URL": "postgresql://u@db1,,db2/sync"},
+            "DATABASE_URL names an empty host",
+            id="empty-host",
+        ),
     ],
 )
 def test_a_mistake_is_named_at_start_without_the_password(
@@ -214,7 +252,24 @@ def test_a_mistake_is_named_at_start_without_the_password(
     message = str(raised.value)
     assert named.format(tmp=tmp) in message
     assert PASSWORD not in message
+    assert "secret" not in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://sync:p%40ss%2Fw%23rd@db.internal:5432/sync",
+        "postgresql://sync@[::1]:5432,db-2.internal:5433/sync",
+        "postgresql://sync@%2Fvar%2Frun%2Fpostgresql/sync",
+        "postgresql:///sync",
+        "postgres://sync@nowhere.invalid/sync",
+    ],
+)
+def test_a_well_formed_url_passes(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Even when nothing answers there: a host that does not resolve yet is waited for at
+    start (docs/configuration.md, STARTUP_WAIT)."""
+    assert _as_asyncpg_reads_it(_dsn(monkeypatch, DATABASE_URL=url)).database == "sync"
 
 
 def test_a_connect_error_shows_neither_the_password_nor_the_query() -> None:

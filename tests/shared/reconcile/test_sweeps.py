@@ -143,11 +143,21 @@ async def test_scope_is_judged_like_the_worker(
     scope = SyncScope.parse({"entities": ["Tickets", "Contracts", "Companies"],
                              "companies": {"company_types": [1]}})  # fmt: skip
     async with reconcile_rig(migrated_database, kafka_bootstrap, unique, sim, scope=scope) as rig:
-        for spec in (TICKETS, COMPANIES, CONTRACTS):
-            await rig.run(spec, "backfill")
+        loaded = {spec: await rig.run(spec, "backfill") for spec in (TICKETS, COMPANIES, CONTRACTS)}
         customers = {c["id"] for c in truth(sim, "Companies") if c["companyType"] == 1}
         assert await rig.live(COMPANIES) == customers
         contracts = {c["id"] for c in truth(sim, "Contracts") if c["companyID"] in customers}
         assert await rig.live(CONTRACTS) == contracts
+        # The rows read and kept out are counted as out of scope, not as unchanged.
+        others = len(truth(sim, "Companies")) - len(customers)
+        assert others > 0
+        first = loaded[COMPANIES].run
+        assert first is not None
+        assert (first.counts.created, first.counts.out_of_scope) == (len(customers), others)
+        again = (await rig.run(COMPANIES, "full")).run
+        assert again is not None
+        counts = again.counts
+        assert (counts.unchanged, counts.out_of_scope) == (len(customers), others)
+        assert counts.deleted == counts.created == counts.updated == 0
         with pytest.raises(Exception, match="does not sync Contacts"):
             await rig.run("Contacts", "incremental")

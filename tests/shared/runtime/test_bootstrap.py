@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from shared.errors import ConfigError
-from shared.runtime.bootstrap import ops_address, serve_public
+from shared.runtime.bootstrap import main, ops_address, serve_ops, serve_public
 from shared.runtime.ops import ReadinessCheck
 from shared.runtime.runner import ServiceRunner
 from shared.settings import OPS_PORTS, BaseServiceSettings
@@ -76,6 +76,64 @@ async def test_the_ops_port_must_differ_from_the_public_one() -> None:
     with pytest.raises(ConfigError, match="must not share"):
         async with runner.running(start):
             pass
+
+
+@pytest.mark.parametrize("taken", ["ops", "public"])
+async def test_a_port_in_use_stops_the_start_with_the_setting_to_change(taken: str) -> None:
+    """The second service started on a host with the same port says which setting to change
+    (services/*/__main__ logs it as one line) instead of a traceback."""
+    public, ops = free_port(), free_port()
+    settings = BaseServiceSettings(http_host="127.0.0.1", http_port=public, ops_port=ops)
+    squatter = await asyncio.start_server(
+        lambda _r, _w: None, "127.0.0.1", ops if taken == "ops" else public
+    )
+    runner = ServiceRunner("test", grace=timedelta(seconds=5))
+
+    async def start(r: ServiceRunner) -> None:
+        await serve_public(r, settings, web.Application(), checks=NO_CHECKS)
+
+    try:
+        with pytest.raises(ConfigError) as info:
+            async with runner.running(start):
+                pass
+    finally:
+        squatter.close()
+        await squatter.wait_closed()
+    variable, port = ("OPS_PORT", ops) if taken == "ops" else ("HTTP_PORT", public)
+    assert str(info.value) == (
+        f"port {port} is already in use on 127.0.0.1 (another service, or this one twice?): "
+        f"set AUTOTASK_SYNC_{variable} to a free port (docs/configuration.md, Ports)"
+    )
+
+
+async def test_an_address_not_of_this_host_names_the_host_setting() -> None:
+    settings = BaseServiceSettings(ops_host="192.0.2.1", ops_port=free_port())  # TEST-NET-1
+    runner = ServiceRunner("test", grace=timedelta(seconds=5))
+
+    async def start(r: ServiceRunner) -> None:
+        await serve_ops(r, settings, checks=NO_CHECKS)
+
+    with pytest.raises(ConfigError) as info:
+        async with runner.running(start):
+            pass
+    assert str(info.value).endswith("check AUTOTASK_SYNC_OPS_HOST and AUTOTASK_SYNC_OPS_PORT")
+
+
+def test_a_malformed_database_url_stops_the_service_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not waited for like an unreachable one (STARTUP_WAIT): exit status 2, the variable
+    named, the password not shown."""
+    monkeypatch.delenv("AUTOTASK_SYNC_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://sync:kept-secret@db:54x2/sync")
+
+    async def start(_runner: ServiceRunner, _settings: BaseServiceSettings) -> None:
+        raise AssertionError("the service started")
+
+    assert main("sync_worker", BaseServiceSettings, start, about=None, argv=[]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("sync_worker: DATABASE_URL has a port that is not a number")
+    assert "kept-secret" not in error
 
 
 async def test_at_stop_the_public_server_drains_while_the_ops_server_still_answers() -> None:

@@ -26,6 +26,32 @@ def test_invalid_scopes_are_refused_naming_the_key(data, named):
     assert named in str(info.value)
 
 
+def test_an_unknown_entity_is_refused_listing_the_valid_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        SyncScope.parse({"entities": ["Tikets"]})
+    valid = str(info.value).split("choose from ", 1)[1]
+    assert "Tickets" in valid
+    assert "Contracts" in valid  # a sweep-only entity a scope may add
+
+
+def test_the_summary_shows_ids_never_a_count_of_them() -> None:
+    scope = SyncScope.parse(
+        {
+            "entities": ["Tickets", "Companies"],
+            "tickets": {"include_queues": [8, 29683481]},
+            "companies": {"company_ids": list(range(100, 112))},
+        }
+    )
+    assert scope.summary() == (
+        "entities Tickets,Companies; tickets include_queues=[8, 29683481]; "
+        "companies company_ids=[100, 101, 102, 103, 104, ...] (12)"
+    )
+    assert SyncScope.parse({"tickets": {"include_queues": [2]}}).summary() == (
+        "tickets include_queues=[2]"
+    )
+    assert SyncScope().summary() == "everything"
+
+
 def test_a_scope_round_trips_through_its_stored_form():
     scope = SyncScope.parse(
         {

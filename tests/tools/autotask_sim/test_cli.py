@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import re
+import shlex
 from datetime import timedelta
 from pathlib import Path
 
@@ -78,5 +79,14 @@ async def test_serve_prints_working_credentials_and_stops(
     headers = {k: fields[k] for k in ("UserName", "Secret", "ApiIntegrationCode")}
     async with session.get(fields["REST root"] + "Tickets/entityInformation", headers=headers) as r:
         assert r.status == 200
+    # The value to give autotask-sync, shell-quoted: zone discovery there finds this tenant.
+    [lookup] = re.findall(r"^  AUTOTASK_SYNC_AUTOTASK_ZONE_LOOKUP_URL=(\S+)$", out, re.M)
+    assert f"--zone-lookup-url {lookup}" in out
+    [secret] = re.findall(r"^  AUTOTASK_SYNC_AUTOTASK_SECRET=(\S+)$", out, re.M)
+    assert shlex.split(secret) == [fields["Secret"]]
+    user = {"user": fields["UserName"]}
+    async with session.get(f"{lookup}/v1.0/zoneInformation", params=user) as r:
+        assert r.status == 200
+        assert (await r.json())["url"].rstrip("/") + "/v1.0/" == fields["REST root"]
     stop.set()
     await asyncio.wait_for(task, 5)

@@ -1,4 +1,5 @@
-"""The local stack: idempotent start, clean stop, and nothing left behind by a killed owner."""
+"""The local stack of a test session: nothing is left behind by a killed owner (the CLI's stack:
+test_cli.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.waiting import eventually
-from tools.dev_infra import cli
 from tools.dev_infra.processes import pid_alive, port_open
 
 pytestmark = pytest.mark.integration
@@ -59,25 +59,3 @@ def test_killed_owner_leaves_no_server_or_data() -> None:
             owner.wait()
         owner.stdin.close()  # type: ignore[union-attr]
         owner.stdout.close()  # type: ignore[union-attr]
-
-
-def test_cli_up_is_idempotent_and_down_stops_everything(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setattr(cli, "STATE_FILE", tmp_path / "state.json")
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
-    first, reused_first = cli.up()
-    try:
-        second, reused_second = cli.up()
-        assert (reused_first, reused_second) == (False, True)
-        assert first == second
-        assert cli.running_stack() == first
-        state = json.loads((tmp_path / "state.json").read_text())
-    finally:
-        assert cli.down()
-    processes = state["processes"]
-    for pid in (processes["postgres_pid"], processes["kafka_pid"]):
-        _wait_gone(pid, processes["data_dirs"])
-    assert cli.running_stack() is None
-    assert not cli.down()  # nothing left to stop

@@ -1,4 +1,5 @@
-"""A missing Java, Maven or PostgreSQL gives an error saying what to install."""
+"""A missing Java, Maven or PostgreSQL gives an error saying what to install; a broker is never
+started again on storage that was not formatted."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import MissingToolError
+from shared.errors import InfrastructureError, MissingToolError
 from tools.dev_infra import kafka, postgres
 from tools.dev_infra.kafka import new_cluster_id
 
@@ -38,3 +39,8 @@ def test_cluster_ids_are_valid() -> None:
     ids = {new_cluster_id() for _ in range(200)}
     assert len(ids) == 200
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_a_broker_is_not_started_again_without_its_formatted_storage(tmp_path: Path) -> None:
+    with pytest.raises(InfrastructureError, match=r"no formatted Kafka storage"):
+        kafka.restart_kafka(tmp_path, owned_by_caller=True)
