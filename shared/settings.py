@@ -497,6 +497,8 @@ class AutotaskSettings(BaseServiceSettings):
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+_PYDANTIC_VALUE_ERROR = "Value error, "
+"""How pydantic begins the message of a ValueError a validator raised: left out."""
 
 ALLOW_UNKNOWN = ENV_PREFIX + "ALLOW_UNKNOWN"
 """Names, comma-separated, of ``AUTOTASK_SYNC_*`` variables set on purpose that no process reads
@@ -673,7 +675,7 @@ def load_settings(cls: type[SettingsT], **overrides: Any) -> SettingsT:
         for error in exc.errors():
             loc = error.get("loc") or ("?",)
             where = ": ".join([_env_name(str(loc[0])), *map(str, loc[1:])])
-            problems.append(f"{where}: {error['msg']}")
+            problems.append(f"{where}: {error['msg'].removeprefix(_PYDANTIC_VALUE_ERROR)}")
     if problems:
         raise ConfigError(
             "invalid configuration: " + "; ".join(problems) + " (see docs/configuration.md)"
