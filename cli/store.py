@@ -1,4 +1,5 @@
-"""What the operator commands open: the settings, the database pool and the secret box.
+"""What the operator commands open: the settings, the database pool, the secret box and a Kafka
+producer.
 
 Commands read the same environment as the services (``DATABASE_URL``,
 ``AUTOTASK_SYNC_SECRET_KEYS``...), so a command run in a pod's shell sees what the pod sees.
@@ -6,13 +7,15 @@ Commands read the same environment as the services (``DATABASE_URL``,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from shared.db import Pool, create_pool, database_dsn
+from shared.kafka import client_config, make_producer, require_topics, start_client
+from shared.kafka.producer import AnyProducer
 from shared.secrets import SecretBox
-from shared.settings import AutotaskSettings
+from shared.settings import AutotaskSettings, BaseServiceSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +38,25 @@ async def open_store(settings: AutotaskSettings) -> AsyncIterator[Store]:
         yield Store(pool=pool, settings=settings)
     finally:
         await pool.close()
+
+
+@asynccontextmanager
+async def open_producer(
+    settings: BaseServiceSettings, *, needs: Sequence[str] = (), role: str = "cli"
+) -> AsyncIterator[AnyProducer]:
+    """A started Kafka producer for one command (client id ``<KAFKA_CLIENT_ID>-<role>``),
+    stopped when the command ends. The topics it ``needs`` must exist first: a missing one is
+    refused with the command that creates it, before anything is sent."""
+    kafka = client_config(settings)
+    if needs:
+        await require_topics(kafka, list(needs), client_id=f"{settings.kafka_client_id}-cli-admin")
+    producer = make_producer(
+        kafka,
+        client_id=f"{settings.kafka_client_id}-{role}",
+        max_request_size=settings.kafka_max_request_size,
+    )
+    try:
+        await start_client(producer, kafka, what="start the Kafka producer")
+        yield producer
+    finally:
+        await producer.stop()

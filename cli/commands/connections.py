@@ -42,7 +42,6 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -60,7 +59,7 @@ from cli.checks import (
     render_text,
     stored,
 )
-from cli.store import Store, open_store
+from cli.store import Store, open_producer, open_store
 from cli.tenant_lookup import CLIENT_CONFIG, ResolvedScope, names_in, resolve_scope, without_names
 from cli.text import iso, or_dash, yes_no
 from shared.apibudget import client_config_for
@@ -71,8 +70,6 @@ from shared.connections import store as rows
 from shared.db import DbSession, database_dsn, session
 from shared.entities import REGISTRY
 from shared.errors import AutotaskError, ConfigError, SyncError
-from shared.kafka import client_config, make_producer, require_topics, start_client
-from shared.kafka.producer import AnyProducer
 from shared.messages.topics import Topics
 from shared.scope.rules import SyncScope
 from shared.secrets import KEYS_VARIABLE, SecretBox
@@ -437,7 +434,9 @@ async def _purge(name: str, settings: AutotaskSettings) -> int:
             print(f"nothing left of connection {name!r} to purge: 0 rows deleted, 0 tombstones")
             return 0
         done: list[purge.TableRows] = []
-        async with _change_producer(settings) as (producer, topics):
+        topics = Topics(prefix=settings.topic_prefix)
+        changes = [topics.changes(spec) for spec in REGISTRY]
+        async with open_producer(settings, needs=changes) as producer:
             if row is None:
                 print(f"connection {name!r} was removed already; purging the data it left")
             else:
@@ -472,28 +471,6 @@ async def _purge(name: str, settings: AutotaskSettings) -> int:
         )
         return 1
     return 0
-
-
-@contextlib.asynccontextmanager
-async def _change_producer(settings: AutotaskSettings) -> AsyncIterator[tuple[AnyProducer, Topics]]:
-    """A started producer for the change topics, which must exist; stopped at the end."""
-    topics = Topics(prefix=settings.topic_prefix)
-    kafka = client_config(settings)
-    await require_topics(
-        kafka,
-        [topics.changes(spec) for spec in REGISTRY],
-        client_id=f"{settings.kafka_client_id}-cli-admin",
-    )
-    producer = make_producer(
-        kafka,
-        client_id=f"{settings.kafka_client_id}-cli",
-        max_request_size=settings.kafka_max_request_size,
-    )
-    try:
-        await start_client(producer, kafka, what="start the Kafka producer")
-        yield producer, topics
-    finally:
-        await producer.stop()
 
 
 async def _refuse_while_live(db: DbSession, name: str) -> None:

@@ -29,14 +29,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from cli.deadletters import DeadLetter, marked, read_dead_letters, record_replays, replays
-from cli.store import open_store
+from cli.store import open_producer, open_store
 from cli.text import or_dash, when
 from shared.apibudget import store as budget_store
 from shared.connections import store as rows
 from shared.connections.catalogue import environment_connection
 from shared.db import DbSession, session
 from shared.errors import ConfigError
-from shared.kafka import OutgoingMessage, client_config, make_producer, produce_many, start_client
+from shared.kafka import OutgoingMessage, client_config, produce_many
 from shared.messages.callout import parse_instant
 from shared.messages.deadletter import original_headers
 from shared.messages.topics import Topics
@@ -128,18 +128,9 @@ async def _replay(settings: AutotaskSettings, letters: Sequence[DeadLetter]) -> 
         by_topic.setdefault(letter.original_topic, []).append(
             OutgoingMessage(record.key, record.value, original_headers(list(record.headers or ())))
         )
-    kafka = client_config(settings)
-    producer = make_producer(
-        kafka,
-        client_id=f"{settings.kafka_client_id}-dlq-replay",
-        max_request_size=settings.kafka_max_request_size,
-    )
-    try:
-        await start_client(producer, kafka, what="start the Kafka producer")
+    async with open_producer(settings, role="dlq-replay") as producer:
         for topic, messages in by_topic.items():
             await produce_many(producer, topic, messages)
-    finally:
-        await producer.stop()
     return ", ".join(f"{len(m)} to {t}" for t, m in by_topic.items())
 
 

@@ -29,11 +29,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from cli.store import open_producer
 from shared.connections.catalogue import ConnectionCatalogue, ServedConnection
 from shared.db import Pool, create_pool, database_dsn
 from shared.entities import REGISTRY, EntitySpec, find_rest_name
 from shared.errors import ConfigError
-from shared.kafka import client_config, make_producer, require_topics, start_client
 from shared.logging import lines_written_by
 from shared.messages.topics import Topics
 from shared.reconcile.due import METADATA_ENTITY, Job, Mode
@@ -152,36 +152,25 @@ async def reconciliation(
 ) -> AsyncIterator[tuple[Reconciler, ConnectionCatalogue, Pool]]:
     """The pool, the Kafka producer and the connections a command's runs need."""
     topics = Topics(prefix=settings.topic_prefix)
-    kafka = client_config(settings)
-    # Every change topic a run may publish to, and the control topic (BackfillFinished).
-    await require_topics(
-        kafka,
-        [topics.control, *(topics.changes(e) for e in REGISTRY)],
-        client_id=f"{settings.kafka_client_id}-cli-admin",
-    )
     dsn = database_dsn(settings)
-    pool = await create_pool(dsn, min_size=1, max_size=4)
-    producer = make_producer(
-        kafka,
-        client_id=f"{settings.kafka_client_id}-cli",
-        max_request_size=settings.kafka_max_request_size,
-    )
-    try:
-        await start_client(producer, kafka, what="start the Kafka producer")
-        async with ConnectionCatalogue.from_settings(settings) as catalogue:
-            reconciler = Reconciler(
-                catalogue=catalogue,
-                pool=pool,
-                producer=producer,
-                topics=topics,
-                dsn=dsn,
-                policy=settings.policy(),
-                value_format=settings.change_value_format,
-            )
-            yield reconciler, catalogue, pool
-    finally:
-        await producer.stop()
-        await pool.close()
+    # Every change topic a run may publish to, and the control topic (BackfillFinished).
+    needs = [topics.control, *(topics.changes(e) for e in REGISTRY)]
+    async with open_producer(settings, needs=needs) as producer:
+        pool = await create_pool(dsn, min_size=1, max_size=4)
+        try:
+            async with ConnectionCatalogue.from_settings(settings) as catalogue:
+                reconciler = Reconciler(
+                    catalogue=catalogue,
+                    pool=pool,
+                    producer=producer,
+                    topics=topics,
+                    dsn=dsn,
+                    policy=settings.policy(),
+                    value_format=settings.change_value_format,
+                )
+                yield reconciler, catalogue, pool
+        finally:
+            await pool.close()
 
 
 def pick_connection(catalogue: ConnectionCatalogue, name: str | None) -> ServedConnection:
